@@ -1,0 +1,208 @@
+"""Settings: one pydantic model, loaded from ``userstrata.toml``; every default names its source.
+
+Functions receive the slice they need (``rules=settings.lifecycle``) and never read a global.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from userstrata.errors import ConfigError
+from userstrata.schema import TIERS
+
+CONFIG_FILE = "userstrata.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LifecycleRules(_Section):
+    """Lifecycle stage thresholds in days (DESIGN.md domain defaults)."""
+
+    new_days: int = Field(7, ge=0)  # seed doc: new 0-7 days since first activity
+    growth_days: int = Field(30, ge=0)  # seed doc: growth 8-30
+    mature_days: int = Field(90, ge=0)  # seed doc: mature 31-90 (and beyond, while active)
+    dormant_after_days: int = Field(30, ge=1)  # seed doc: dormant after 30 days without activity
+    churned_after_days: int = Field(90, ge=1)  # seed doc: churned after 90
+    # a user active again after a dormant-length gap counts as returning for this long
+    returning_window_days: int = Field(30, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LifecycleRules":
+        if not self.new_days <= self.growth_days <= self.mature_days:
+            raise ValueError("need new_days <= growth_days <= mature_days")
+        if not self.dormant_after_days < self.churned_after_days:
+            raise ValueError("need dormant_after_days < churned_after_days")
+        return self
+
+
+class Condition(_Section):
+    """One test on a profile feature: ``top`` share of the shop's users, or an absolute bound."""
+
+    feature: str
+    top: float | None = Field(None, gt=0, le=1)  # e.g. 0.15 = in the top 15% of users
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> "Condition":
+        if sum(v is not None for v in (self.top, self.min, self.max)) != 1:
+            raise ValueError(f"condition on {self.feature!r} needs exactly one of top, min, max")
+        return self
+
+
+class TierRule(_Section):
+    """All conditions must hold (AND); a tier matches when any of its rules does (OR)."""
+
+    when: list[Condition] = Field(min_length=1)
+
+
+class TierSpec(_Section):
+    name: Literal["co_builder", "engaged", "regular", "explorer"]
+    target_share: tuple[float, float]  # (low, high) share of users this tier aims at
+    rules: list[TierRule] = Field(default_factory=list)
+
+    @field_validator("target_share")
+    @classmethod
+    def _share_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] <= v[1] <= 1:
+            raise ValueError("target_share must be (low, high) with 0 <= low <= high <= 1")
+        return v
+
+
+def _c(feature: str, **test: float) -> Condition:
+    return Condition(feature=feature, **test)
+
+
+# seed doc: explorer ~40-50%, regular ~30-40%, engaged ~10-15%, co-builder ~5-10%.
+# Ordered from the top tier down; the first tier whose rule matches wins; explorer is the rest.
+DEFAULT_TIERS = (
+    TierSpec(
+        name="co_builder",
+        target_share=(0.05, 0.10),
+        rules=[
+            # community contributors who also buy: the 品牌共建者 of the domain
+            TierRule(when=[_c("community_actions", top=0.10), _c("community_actions", min=3),
+                           _c("orders", min=2), _c("recency_days", max=90)]),
+            TierRule(when=[_c("value_score", top=0.06), _c("recency_days", max=180)]),
+        ],
+    ),
+    TierSpec(
+        name="engaged",
+        target_share=(0.10, 0.15),
+        rules=[
+            TierRule(when=[_c("value_score", top=0.18), _c("recency_days", max=365)]),
+            TierRule(when=[_c("interaction_depth", top=0.15), _c("interaction_depth", min=5),
+                           _c("orders", min=1), _c("recency_days", max=90)]),
+        ],
+    ),
+    TierSpec(
+        name="regular",
+        target_share=(0.30, 0.40),
+        rules=[TierRule(when=[_c("orders", min=1), _c("value_score", top=0.55)])],
+    ),
+    TierSpec(name="explorer", target_share=(0.40, 0.50), rules=[]),
+)
+
+
+class TierRules(_Section):
+    """Value tiers (用户价值分层), ordered top down; data-relative via ``top`` conditions."""
+
+    tiers: list[TierSpec] = Field(default_factory=lambda: list(DEFAULT_TIERS))
+
+    @model_validator(mode="after")
+    def _all_tiers_once(self) -> "TierRules":
+        names = [t.name for t in self.tiers]
+        if sorted(names) != sorted(TIERS):
+            raise ValueError(f"tiers must list each of {list(TIERS)} exactly once, got {names}")
+        if self.tiers[-1].rules:
+            raise ValueError(f"the last tier ({self.tiers[-1].name}) is the fallback and takes no rules")
+        return self
+
+
+class RFMRules(_Section):
+    """RFM 1-5 scores and the 8-cell grid."""
+
+    bins: int = Field(5, ge=2, le=10)  # seed doc: 1-5 quantile scores
+    # high/low against the population (seed doc); "mean" is the usual 高于平均值 split
+    split: Literal["mean", "median"] = "mean"
+
+
+class ProfileSettings(_Section):
+    """What counts as what when profiling."""
+
+    # monetary window in days before as_of; None = all history (issue #2 default)
+    monetary_window_days: int | None = Field(None, ge=1)
+    interaction_events: list[str] = Field(
+        default_factory=lambda: [
+            "add_to_cart", "checkin", "share", "review", "post", "comment", "like",
+            "favorite", "use", "invite",
+        ]
+    )
+    community_events: list[str] = Field(
+        default_factory=lambda: ["share", "review", "post", "comment", "invite"]
+    )
+
+
+class IngestSettings(_Section):
+    chunk_rows: int = Field(200_000, ge=1)  # rows per streamed chunk: bounds memory on big files
+    # timestamps more than this far in the future (clock skew allowance) are rejected
+    future_tolerance_hours: float = Field(24.0, ge=0)
+
+
+class Settings(_Section):
+    """All of userstrata's knobs; load with ``Settings.load()``."""
+
+    timezone: str = "Asia/Shanghai"  # seed doc: shop time zone default
+    currency: str = "CNY"
+    lifecycle: LifecycleRules = LifecycleRules()
+    tiers: TierRules = TierRules()
+    rfm: RFMRules = RFMRules()
+    profile: ProfileSettings = ProfileSettings()
+    ingest: IngestSettings = IngestSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Asia/Shanghai)")
+        return v
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Settings":
+        """Read ``path`` (or ``./userstrata.toml`` if it exists); defaults otherwise."""
+        if path is None:
+            path = Path(CONFIG_FILE)
+            if not path.exists():
+                return cls()
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str = "settings") -> "Settings":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            raise ConfigError(
+                f"{source}: {key}: {msg}",
+                hint="see docs/configuration.md for every key and its allowed values",
+            ) from None

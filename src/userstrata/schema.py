@@ -1,0 +1,192 @@
+"""Canonical tables: column names and types are the contract every layer builds on.
+
+Timestamps are naive UTC (``timestamp``); the shop's time zone lives in ``Settings``
+and is applied only where days and hours matter (features, quiet hours).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import ibis
+import ibis.expr.datatypes as dt
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One canonical table: its columns, which are required on input, and its key."""
+
+    name: str
+    schema: ibis.Schema
+    required: tuple[str, ...]
+    key: tuple[str, ...]
+    # input columns whose absence is filled with a default (not an error)
+    defaults: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.schema.names)
+
+
+TS = dt.Timestamp()  # naive, UTC by convention
+
+USERS = TableSpec(
+    "users",
+    ibis.schema(
+        {"user_id": dt.string, "registered_at": TS, "channel": dt.string, "attributes": dt.string}
+    ),
+    required=("user_id",),
+    key=("user_id",),
+)
+
+ORDERS = TableSpec(
+    "orders",
+    ibis.schema(
+        {
+            "order_id": dt.string,
+            "user_id": dt.string,
+            "ts": TS,
+            "amount": dt.float64,
+            "currency": dt.string,
+            "status": dt.string,
+            "refund_amount": dt.float64,
+            "refunded_at": TS,
+        }
+    ),
+    required=("order_id", "user_id", "ts", "amount"),
+    key=("order_id",),
+    defaults={"status": "paid", "refund_amount": 0.0},
+)
+
+ORDER_ITEMS = TableSpec(
+    "order_items",
+    ibis.schema(
+        {
+            "order_id": dt.string,
+            "sku": dt.string,
+            "category": dt.string,
+            "quantity": dt.int64,
+            "price": dt.float64,
+        }
+    ),
+    required=("order_id", "sku", "price"),
+    key=("order_id", "sku"),
+    defaults={"quantity": 1},
+)
+
+EVENTS = TableSpec(
+    "events",
+    ibis.schema(
+        {
+            "event_id": dt.string,
+            "user_id": dt.string,
+            "anonymous_id": dt.string,
+            "session_id": dt.string,
+            "ts": TS,
+            "event": dt.string,
+            "properties": dt.string,
+        }
+    ),
+    # event_id is optional on input: it is derived from the row's content when absent,
+    # so that re-loading the same events never double counts
+    required=("ts", "event"),
+    key=("event_id",),
+)
+
+IDENTITIES = TableSpec(
+    "identities",
+    ibis.schema({"source": dt.string, "external_id": dt.string, "user_id": dt.string}),
+    required=("source", "external_id", "user_id"),
+    key=("source", "external_id"),
+)
+
+TOUCHES = TableSpec(
+    "touches",
+    ibis.schema(
+        {
+            "touch_id": dt.string,
+            "user_id": dt.string,
+            "ts": TS,
+            "channel": dt.string,
+            "campaign": dt.string,
+            "variant": dt.string,
+            "outcome": dt.string,
+        }
+    ),
+    required=("touch_id", "user_id", "ts", "channel"),
+    key=("touch_id",),
+)
+
+CANONICAL: dict[str, TableSpec] = {
+    spec.name: spec for spec in (USERS, ORDERS, ORDER_ITEMS, EVENTS, IDENTITIES, TOUCHES)
+}
+
+# Bookkeeping tables of the store (not user data).
+REJECTS_SCHEMA = ibis.schema(
+    {
+        "load_id": dt.string,
+        "table_name": dt.string,
+        "file": dt.string,
+        "row_number": dt.int64,  # 1-based data row (the header is not counted)
+        "column_name": dt.string,
+        "value": dt.string,
+        "reason": dt.string,
+        "raw": dt.string,  # the whole input row as JSON, so nothing is lost
+        "loaded_at": TS,
+    }
+)
+
+LOADS_SCHEMA = ibis.schema(
+    {
+        "load_id": dt.string,
+        "table_name": dt.string,
+        "file": dt.string,
+        "file_sha256": dt.string,
+        "encoding": dt.string,
+        "rows_read": dt.int64,
+        "rows_accepted": dt.int64,
+        "rows_rejected": dt.int64,
+        "rows_duplicate": dt.int64,
+        "loaded_at": TS,
+    }
+)
+
+# Order statuses that are not purchases (an unpaid or cancelled order never happened
+# for value purposes). Anything else, refunded included, is a purchase; refunds are netted.
+NON_PURCHASE_STATUSES = ("cancelled", "canceled", "failed", "pending", "unpaid", "closed")
+
+PROFILE_COLUMNS = (
+    "user_id",
+    "first_ts",
+    "last_ts",
+    "tenure_days",
+    "recency_days",
+    "frequency",
+    "orders",
+    "monetary",
+    "aov",
+    "refund_rate",
+    "interaction_depth",
+    "top_category",
+    "category_share",
+    "lifecycle",
+    "tier",
+    "tier_reason",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_cell",
+)
+
+LIFECYCLE_STAGES = ("potential", "new", "growth", "mature", "dormant", "churned", "returning")
+TIERS = ("explorer", "regular", "engaged", "co_builder")
+RFM_CELLS = (
+    "important_value",
+    "important_develop",
+    "important_keep",
+    "important_retain",
+    "general_value",
+    "general_develop",
+    "general_keep",
+    "general_retain",
+)

@@ -1,0 +1,115 @@
+"""The store: one Ibis connection, the settings, the canonical tables and transactions.
+
+Everything that writes goes through a ``Store``; analyses receive Ibis tables from it and
+never open connections themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt_
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from userstrata import _engine
+from userstrata.config import Settings
+from userstrata.errors import InputError, NotFoundError
+from userstrata.schema import CANONICAL, LOADS_SCHEMA, REJECTS_SCHEMA
+
+BOOKKEEPING = {"rejects": REJECTS_SCHEMA, "loads": LOADS_SCHEMA}
+PROFILES = "profiles"
+
+
+class Store:
+    """The Ibis connection plus the canonical tables of one workspace."""
+
+    def __init__(self, con: ibis.BaseBackend, engine: str, settings: Settings, location: str):
+        self.con = con
+        self.engine = engine
+        self.settings = settings
+        self.location = location
+
+    @classmethod
+    def open(cls, target: Any = None, *, settings: Settings | None = None, create: bool = True) -> "Store":
+        """Open (and, with ``create``, initialise) the workspace at ``target``."""
+        if target is None:
+            target = _engine.DEFAULT_WORKSPACE
+        is_file = isinstance(target, (str, Path)) and "://" not in str(target) and str(target) != ":memory:"
+        if is_file and not create and not Path(target).exists():
+            raise NotFoundError(
+                f"workspace {target} does not exist",
+                hint=f"create it with `userstrata init {target}` or pass --workspace",
+            )
+        con, engine = _engine.connect(target)
+        store = cls(con, engine, settings or Settings(), str(target))
+        if engine == "duckdb":
+            store._ensure_tables()
+        return store
+
+    # -- tables ---------------------------------------------------------------------------
+    def _ensure_tables(self) -> None:
+        existing = set(self.con.list_tables())
+        for spec in CANONICAL.values():
+            if spec.name not in existing:
+                self.con.create_table(spec.name, schema=spec.schema)
+        for name, schema in BOOKKEEPING.items():
+            if name not in existing:
+                self.con.create_table(name, schema=schema)
+
+    def table(self, name: str) -> ir.Table:
+        """A stored table as an Ibis expression (nothing runs yet)."""
+        if name not in self.con.list_tables():
+            known = ", ".join(sorted(self.con.list_tables()))
+            raise NotFoundError(f"table {name!r} is not in workspace {self.location} (has: {known})")
+        return self.con.table(name)
+
+    def count(self, name: str) -> int:
+        return int(self.table(name).count().execute())
+
+    # -- writes ---------------------------------------------------------------------------
+    @property
+    def duckdb(self):
+        """The raw DuckDB connection, for bulk writes that need SQL-level transactions."""
+        if self.engine != "duckdb":
+            raise InputError(f"this operation needs the DuckDB engine; the workspace uses {self.engine}")
+        return self.con.con
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """All-or-nothing writes: on any exception the store is left as it was."""
+        raw = self.duckdb
+        raw.execute("BEGIN TRANSACTION")
+        try:
+            yield raw
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        else:
+            raw.execute("COMMIT")
+
+    def save_profiles(self, profile: ir.Table, as_of: dt_.date) -> int:
+        """Materialise one snapshot of ``profile`` (replacing an earlier one for ``as_of``)."""
+        arrow = self.con.to_pyarrow(profile)
+        raw = self.duckdb
+        with self.transaction():
+            raw.register("_new_profiles", arrow)
+            try:
+                if PROFILES not in self.con.list_tables():
+                    raw.execute(f"CREATE TABLE {PROFILES} AS SELECT * FROM _new_profiles LIMIT 0")
+                have = {r[0] for r in raw.execute(f"DESCRIBE {PROFILES}").fetchall()}
+                for row in raw.execute("DESCRIBE _new_profiles").fetchall():
+                    if row[0] not in have:
+                        raw.execute(f'ALTER TABLE {PROFILES} ADD COLUMN "{row[0]}" {row[1]}')
+                raw.execute(f"DELETE FROM {PROFILES} WHERE as_of = ?", [as_of])
+                raw.execute(f"INSERT INTO {PROFILES} BY NAME SELECT * FROM _new_profiles")
+            finally:
+                raw.unregister("_new_profiles")
+        return arrow.num_rows
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.con.disconnect()
