@@ -26,8 +26,7 @@ class LifecycleRules(_Section):
     """Lifecycle stage thresholds in days (DESIGN.md domain defaults)."""
 
     new_days: int = Field(7, ge=0)  # seed doc: new 0-7 days since first activity
-    growth_days: int = Field(30, ge=0)  # seed doc: growth 8-30
-    mature_days: int = Field(90, ge=0)  # seed doc: mature 31-90 (and beyond, while active)
+    growth_days: int = Field(30, ge=0)  # seed doc: growth 8-30; mature after that while active
     dormant_after_days: int = Field(30, ge=1)  # seed doc: dormant after 30 days without activity
     churned_after_days: int = Field(90, ge=1)  # seed doc: churned after 90
     # a user active again after a dormant-length gap counts as returning for this long
@@ -35,8 +34,8 @@ class LifecycleRules(_Section):
 
     @model_validator(mode="after")
     def _ordered(self) -> "LifecycleRules":
-        if not self.new_days <= self.growth_days <= self.mature_days:
-            raise ValueError("need new_days <= growth_days <= mature_days")
+        if not self.new_days <= self.growth_days:
+            raise ValueError("need new_days <= growth_days")
         if not self.dormant_after_days < self.churned_after_days:
             raise ValueError("need dormant_after_days < churned_after_days")
         return self

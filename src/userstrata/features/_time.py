@@ -1,0 +1,25 @@
+"""The shop's clock: local calendar days of naive-UTC timestamps."""
+
+from __future__ import annotations
+
+import datetime as dt_
+from dataclasses import dataclass
+
+import ibis.expr.types as ir
+
+from userstrata import _engine
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Where day boundaries fall: the shop's time zone on a given engine."""
+
+    zone: str = "Asia/Shanghai"
+    engine: str = "duckdb"
+
+    def local_date(self, ts: ir.TimestampValue) -> ir.DateValue:
+        return _engine.local_time(ts, self.zone, self.engine).date()
+
+    def days_before(self, day: ir.DateValue, as_of: dt_.date) -> ir.IntegerValue:
+        """Whole days from ``day`` to ``as_of`` (0 = the same local day)."""
+        return _engine.days_between(day, as_of)

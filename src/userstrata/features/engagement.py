@@ -1,0 +1,34 @@
+"""Interaction depth: how much a user does besides buying (check-ins, shares, posts, use...)."""
+
+from __future__ import annotations
+
+import datetime as dt_
+
+import ibis.expr.types as ir
+
+from userstrata.features._time import Clock
+
+
+def engagement_features(
+    events: ir.Table,
+    *,
+    as_of: dt_.date,
+    clock: Clock,
+    interaction_events: list[str],
+    community_events: list[str],
+) -> ir.Table:
+    """One row per user with events: ``interaction_depth`` (count of interaction events),
+    ``community_actions`` (shares, reviews, posts...), ``event_days`` and first/last event.
+
+    Events with only an ``anonymous_id`` are not a user's until identities stitch them.
+    """
+    e = events.filter(events.user_id.notnull())
+    e = e.mutate(event_date=clock.local_date(e.ts), event_name=e.event.lower())
+    e = e.filter(e.event_date <= as_of)
+    return e.group_by("user_id").agg(
+        first_event_ts=e.ts.min(),
+        last_event_ts=e.ts.max(),
+        event_days=e.event_date.nunique(),
+        interaction_depth=e.event_name.isin(interaction_events).sum(),
+        community_actions=e.event_name.isin(community_events).sum(),
+    )

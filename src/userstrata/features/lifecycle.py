@@ -1,0 +1,78 @@
+"""Lifecycle stages: potential, new, growth, mature, dormant, churned, returning.
+
+The one home of the dormancy rules (defaults in ``config.LifecycleRules``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt_
+
+import ibis
+import ibis.expr.types as ir
+
+from userstrata import _engine
+from userstrata.config import LifecycleRules
+from userstrata.features._time import Clock
+
+
+def activity_features(
+    users: ir.Table,
+    purchases: ir.Table,
+    events: ir.Table,
+    *,
+    as_of: dt_.date,
+    clock: Clock,
+    rules: LifecycleRules,
+) -> ir.Table:
+    """One row per known user: first/last activity and the last return after a dormant gap.
+
+    Activity is registering, buying or any event of the user's, on local calendar days up to
+    ``as_of``. A *return* is an active day that follows more than ``dormant_after_days`` of
+    silence.
+    """
+    u = users.filter(users.registered_at.notnull())
+    e = events.filter(events.user_id.notnull())
+    moments = ibis.union(
+        u.select("user_id", ts=u.registered_at),
+        purchases.select("user_id", "ts"),
+        e.select("user_id", "ts"),
+        distinct=False,
+    )
+    days = moments.mutate(day=clock.local_date(moments.ts))
+    days = days.filter(days.day <= as_of)
+    bounds = days.group_by("user_id").agg(
+        first_ts=days.ts.min(), last_ts=days.ts.max(),
+        first_day=days.day.min(), last_day=days.day.max(),
+    )
+    active_days = days.select("user_id", "day").distinct()
+    prev = active_days.day.lag().over(group_by=active_days.user_id, order_by=active_days.day)
+    gaps = active_days.mutate(gap_days=_engine.days_between(prev, active_days.day))
+    returns = gaps.filter(gaps.gap_days > rules.dormant_after_days)
+    last_return = returns.group_by("user_id").agg(last_return_day=returns.day.max())
+    out = bounds.left_join(last_return, "user_id").drop("user_id_right")
+    return out.mutate(
+        tenure_days=clock.days_before(out.first_day, as_of),
+        inactive_days=clock.days_before(out.last_day, as_of),
+        days_since_return=clock.days_before(out.last_return_day, as_of),
+    ).drop("first_day", "last_day", "last_return_day")
+
+
+def assign_lifecycle(
+    tenure_days: ir.IntegerValue,
+    inactive_days: ir.IntegerValue,
+    orders: ir.IntegerValue,
+    days_since_return: ir.IntegerValue,
+    *,
+    rules: LifecycleRules,
+) -> ir.StringValue:
+    """The stage, checked in order: churned, dormant (inactivity first, buyers or not),
+    potential (never bought), returning, then new / growth / mature by tenure."""
+    return ibis.cases(
+        (inactive_days > rules.churned_after_days, "churned"),
+        (inactive_days > rules.dormant_after_days, "dormant"),
+        (orders.fill_null(0) == 0, "potential"),
+        (days_since_return.fill_null(10**9) <= rules.returning_window_days, "returning"),
+        (tenure_days <= rules.new_days, "new"),
+        (tenure_days <= rules.growth_days, "growth"),
+        else_="mature",
+    )

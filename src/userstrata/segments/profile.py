@@ -1,0 +1,83 @@
+"""The user value profile: features, lifecycle, RFM grid and tier for every user, as of a date."""
+
+from __future__ import annotations
+
+import datetime as dt_
+
+import ibis
+import ibis.expr.types as ir
+
+from userstrata.config import Settings
+from userstrata.features import (
+    activity_features,
+    assign_lifecycle,
+    category_preference,
+    engagement_features,
+    purchases,
+    rfm_features,
+)
+from userstrata.features._time import Clock
+from userstrata.schema import PROFILE_COLUMNS
+from userstrata.segments.rfm_grid import assign_rfm_cells, score_rfm
+from userstrata.segments.tiers import assign_tiers, value_score
+
+
+def build_profile(
+    *,
+    users: ir.Table,
+    orders: ir.Table,
+    order_items: ir.Table,
+    events: ir.Table,
+    as_of: dt_.date,
+    settings: Settings,
+    engine: str = "duckdb",
+) -> ir.Table:
+    """One row per user seen on or before ``as_of`` (an Ibis expression; nothing runs yet).
+
+    Columns: ``schema.PROFILE_COLUMNS`` first, then supporting ones (``as_of``,
+    ``community_actions``, ``inactive_days``, ``value_score``...).
+    """
+    clock = Clock(settings.timezone, engine)
+    bought = purchases(orders, as_of=as_of, clock=clock)
+    rfm = rfm_features(
+        orders, as_of=as_of, clock=clock, monetary_window_days=settings.profile.monetary_window_days
+    )
+    engagement = engagement_features(
+        events,
+        as_of=as_of,
+        clock=clock,
+        interaction_events=settings.profile.interaction_events,
+        community_events=settings.profile.community_events,
+    )
+    preference = category_preference(order_items, bought)
+    activity = activity_features(
+        users, bought, events, as_of=as_of, clock=clock, rules=settings.lifecycle
+    )
+
+    p = activity
+    for extra in (rfm, engagement, preference):
+        p = p.left_join(extra, "user_id").drop("user_id_right")
+    p = p.mutate(
+        as_of=ibis.literal(as_of),
+        frequency=p.frequency.fill_null(0),
+        orders=p.orders.fill_null(0),
+        monetary=p.monetary.fill_null(0.0),
+        interaction_depth=p.interaction_depth.fill_null(0),
+        community_actions=p.community_actions.fill_null(0),
+        event_days=p.event_days.fill_null(0),
+        refunded_orders=p.refunded_orders.fill_null(0),
+    )
+    p = p.mutate(
+        lifecycle=assign_lifecycle(
+            p.tenure_days, p.inactive_days, p.orders, p.days_since_return, rules=settings.lifecycle
+        )
+    )
+    p = score_rfm(p, rules=settings.rfm)
+    p = assign_rfm_cells(p, rules=settings.rfm)
+    p = value_score(p)
+    p = assign_tiers(p, rules=settings.tiers)
+    extras = [
+        "as_of", "community_actions", "event_days", "inactive_days", "days_since_return",
+        "value_score", "first_order_ts", "last_order_ts", "refunded_orders",
+    ]
+    return p.select(*PROFILE_COLUMNS, *extras).order_by("user_id")

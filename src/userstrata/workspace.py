@@ -1,0 +1,110 @@
+"""The facade users hold: the store plus one-line methods over the layers.
+
+```python
+ws = Workspace.open("shop.duckdb")
+ws.load("orders", "orders.csv", mapping={"order_id": "单号"})
+profile = ws.profile(as_of=date(2024, 6, 30))   # an Ibis expression; nothing has run yet
+vip = profile.filter(profile.tier == "co_builder").to_pandas()
+```
+"""
+
+from __future__ import annotations
+
+import datetime as dt_
+from pathlib import Path
+from typing import Any
+
+import ibis.expr.types as ir
+import pandas as pd
+
+from userstrata import ingest
+from userstrata.config import Settings
+from userstrata.errors import NotFoundError
+from userstrata.features._time import Clock
+from userstrata.segments import build_profile, rfm_grid_summary, tier_shares
+from userstrata.store import Store
+
+
+class Workspace:
+    """One shop's data and everything computed from it."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    @classmethod
+    def open(
+        cls, target: Any = None, *, settings: Settings | str | Path | None = None, create: bool = True
+    ) -> "Workspace":
+        """Open a workspace: a DuckDB file (default ``userstrata.duckdb``), ``":memory:"`` or a SparkSession.
+
+        ``settings`` is a ``Settings`` or the path of a ``userstrata.toml``; by default
+        ``./userstrata.toml`` is read when present.
+        """
+        if not isinstance(settings, Settings):
+            settings = Settings.load(settings)
+        return cls(Store.open(target, settings=settings, create=create))
+
+    @property
+    def settings(self) -> Settings:
+        return self.store.settings
+
+    def table(self, name: str) -> ir.Table:
+        return self.store.table(name)
+
+    # -- loading ------------------------------------------------------------------------
+    def load(self, table: str, path: str | Path, **options: Any) -> ingest.LoadReport:
+        """Validate and load a file into a canonical table (see ``ingest.load_file``)."""
+        return ingest.load_file(self.store, table, path, **options)
+
+    def load_frame(self, table: str, data: Any, *, source: str) -> ingest.LoadReport:
+        return ingest.load_frame(self.store, table, data, source=source)
+
+    def rejects(self, **filters: Any) -> pd.DataFrame:
+        return ingest.list_rejects(self.store, **filters)
+
+    # -- profile ------------------------------------------------------------------------
+    def latest_date(self) -> dt_.date:
+        """The last local day with an order or event: the default ``as_of``."""
+        clock = Clock(self.settings.timezone, self.store.engine)
+        days = [clock.local_date(self.table(t).ts).max() for t in ("orders", "events")]
+        found = [self.store.con.execute(d) for d in days]
+        found = [pd.Timestamp(d).date() for d in found if d is not None and not pd.isna(d)]
+        if not found:
+            raise NotFoundError(
+                f"workspace {self.store.location} has no orders or events yet",
+                hint="load some with `userstrata load orders FILE`",
+            )
+        return max(found)
+
+    def profile(self, as_of: dt_.date | None = None) -> ir.Table:
+        """One row per user as of ``as_of`` (default: the last day in the data), lazily."""
+        return build_profile(
+            users=self.table("users"),
+            orders=self.table("orders"),
+            order_items=self.table("order_items"),
+            events=self.table("events"),
+            as_of=as_of or self.latest_date(),
+            settings=self.settings,
+            engine=self.store.engine,
+        )
+
+    def save_profile(self, as_of: dt_.date | None = None) -> int:
+        """Materialise the profile as a snapshot in the ``profiles`` table; returns its rows."""
+        as_of = as_of or self.latest_date()
+        return self.store.save_profiles(self.profile(as_of), as_of)
+
+    def tier_shares(self, profile: pd.DataFrame) -> pd.DataFrame:
+        return tier_shares(profile, self.settings.tiers)
+
+    @staticmethod
+    def rfm_grid(profile: pd.DataFrame) -> pd.DataFrame:
+        return rfm_grid_summary(profile)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,76 @@
+"""RFM columns against hand-computed cases (shop time zone Asia/Shanghai, UTC+8)."""
+
+import pytest
+
+from builders import order, run_profile
+from userstrata.config import Settings
+
+
+def test_same_day_orders_count_once_and_refunds_are_netted():
+    # u1: two orders on local 2024-05-01 (01:00Z = 09:00, 12:00Z = 20:00), one on 06-20;
+    # the second order is fully refunded on 05-03.
+    got = run_profile(orders=[
+        order("o1", "u1", "2024-05-01 01:00", 10.0),
+        order("o2", "u1", "2024-05-01 12:00", 5.0, refund=5.0, refunded_at="2024-05-03 00:00"),
+        order("o3", "u1", "2024-06-20 12:00", 20.0),
+    ]).loc["u1"]
+    assert got.frequency == 1  # two purchase days, the first is not a repeat
+    assert got.orders == 3
+    assert got.monetary == pytest.approx(30.0)  # 10 + (5 - 5) + 20
+    assert got.aov == pytest.approx(10.0)  # 30 / 3 orders
+    assert got.refund_rate == pytest.approx(1 / 3)
+    assert got.recency_days == 10  # 06-20 -> 06-30
+    assert got.tenure_days == 60  # 05-01 -> 06-30
+
+
+def test_time_zone_moves_day_boundaries():
+    # 15:59Z and 16:01Z on 05-01 are 23:59 on 05-01 and 00:01 on 05-02 in Shanghai:
+    # two purchase days there, one purchase day in UTC.
+    orders = [order("a", "u1", "2024-05-01 15:59", 1.0), order("b", "u1", "2024-05-01 16:01", 1.0)]
+    assert run_profile(orders=orders).loc["u1", "frequency"] == 1
+    utc = Settings.from_dict({"timezone": "UTC"})
+    assert run_profile(orders=orders, settings=utc).loc["u1", "frequency"] == 0
+
+
+def test_order_after_as_of_and_cancelled_orders_are_ignored():
+    got = run_profile(orders=[
+        order("o1", "u1", "2024-06-01 04:00", 50.0),
+        order("o2", "u1", "2024-06-10 04:00", 70.0, status="cancelled"),
+        order("o3", "u1", "2024-06-30 16:30", 99.0),  # 07-01 00:30 local: after as_of
+    ]).loc["u1"]
+    assert (got.orders, got.frequency, got.monetary) == (1, 0, 50.0)
+    assert got.recency_days == 29
+
+
+def test_refund_known_only_from_its_date():
+    rows = [order("o1", "u1", "2024-06-01 04:00", 80.0, refund=30.0, refunded_at="2024-07-05 00:00")]
+    assert run_profile(orders=rows).loc["u1", "monetary"] == 50.0 + 30.0  # not yet refunded on 06-30
+    assert run_profile(orders=rows).loc["u1", "refund_rate"] == 0.0
+
+
+def test_single_order_user():
+    got = run_profile(orders=[order("o1", "u9", "2024-06-29 02:00", 12.5)]).loc["u9"]
+    assert (got.frequency, got.orders, got.recency_days, got.tenure_days) == (0, 1, 1, 1)
+    assert got.monetary == 12.5 and got.aov == 12.5
+
+
+def test_monetary_window():
+    rows = [order("o1", "u1", "2024-01-10 04:00", 100.0), order("o2", "u1", "2024-06-10 04:00", 40.0)]
+    windowed = Settings.from_dict({"profile": {"monetary_window_days": 90}})
+    got = run_profile(orders=rows, settings=windowed).loc["u1"]
+    assert got.monetary == 40.0 and got.aov == 40.0  # only the order within 90 days
+    assert got.frequency == 1  # frequency still counts all history
+
+
+def test_rfm_scores_are_quintiles_among_buyers():
+    # 10 buyers with distinct spend 10..100 and recency 1..10 days; one visitor without orders
+    rows = [order(f"o{i}", f"u{i:02d}", f"2024-06-{29 - i:02d} 04:00", 10.0 * (i + 1)) for i in range(10)]
+    got = run_profile(orders=rows, events=[("e", "v1", None, None, "2024-06-29 04:00", "page_view", None)])
+    buyers = got.drop(index="v1")
+    # spend rank 1..10 -> quintile (rank-1)//2 + 1
+    expected_m = {f"u{i:02d}": i // 2 + 1 for i in range(10)}
+    assert buyers["rfm_m"].astype(int).to_dict() == expected_m
+    # u00 bought most recently (06-29) -> highest R
+    expected_r = {f"u{i:02d}": 5 - i // 2 for i in range(10)}
+    assert buyers["rfm_r"].astype(int).to_dict() == expected_r
+    assert got.loc["v1", ["rfm_r", "rfm_f", "rfm_m"]].isna().all()
