@@ -7,11 +7,12 @@ nothing executes here.
 from userstrata.features.engagement import engagement_features
 from userstrata.features.lifecycle import activity_features, assign_lifecycle
 from userstrata.features.preference import category_preference
-from userstrata.features.rfm import purchases, rfm_features
+from userstrata.features.rfm import btyd_summary, purchases, rfm_features
 
 __all__ = [
     "activity_features",
     "assign_lifecycle",
+    "btyd_summary",
     "category_preference",
     "engagement_features",
     "purchases",

@@ -64,3 +64,32 @@ def rfm_features(
         ),
         refund_rate=per_user.refunded_orders / per_user.orders,
     ).drop("orders_in_window")
+
+
+def btyd_summary(orders: ir.Table, *, as_of: dt_.date, clock: Clock) -> ir.Table:
+    """Per-buyer inputs of the buy-till-you-die models, in days, as of ``as_of``.
+
+    ``frequency`` = repeat purchase days, ``recency`` = days from the first to the last
+    purchase day (t_x), ``T`` = days from the first purchase day to ``as_of`` (Fader, Hardie
+    & Lee 2005; CDNOW's published summary is these in days / 7), ``monetary_mean`` = mean
+    net spend per purchase day over the repeat days (Gamma-Gamma's z-bar; the first
+    purchase is left out as in the papers).
+    """
+    p = purchases(orders, as_of=as_of, clock=clock)
+    days = p.group_by(["user_id", "order_date"]).agg(day_amount=p.net_amount.sum())
+    first = days.order_date.min().over(group_by=days.user_id)
+    days = days.mutate(is_first=days.order_date == first)
+    per_user = days.group_by("user_id").agg(
+        first_day=days.order_date.min(),
+        last_day=days.order_date.max(),
+        purchase_days=days.count(),
+        repeat_amount=ibis.ifelse(days.is_first, 0.0, days.day_amount).sum(),
+    )
+    frequency = per_user.purchase_days - 1
+    return per_user.select(
+        "user_id",
+        frequency=frequency,
+        recency=clock.days_before(per_user.first_day, as_of) - clock.days_before(per_user.last_day, as_of),
+        T=clock.days_before(per_user.first_day, as_of),
+        monetary_mean=ibis.ifelse(frequency > 0, per_user.repeat_amount / frequency, None),
+    )
