@@ -8,8 +8,10 @@ timestamps are not shifted; day differences by date subtraction (``epoch_days``)
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -52,11 +54,49 @@ def _spark_from_utc(ts: dt.timestamp, zone: str) -> dt.timestamp:  # pragma: no 
     """Spark ``from_utc_timestamp(ts, zone)``."""
 
 
+# Zones with few offset changes are converted by plain arithmetic: DuckDB's ICU time zone
+# conversion costs ~7x more per row (0.23 s vs 0.03 s on 200k rows here).
+_MAX_ARITHMETIC_CHANGES = 24
+
+
+@functools.lru_cache(maxsize=32)
+def _offset_changes(zone: str) -> tuple[int, tuple[tuple[_dt.datetime, int], ...]]:
+    """UTC offset (seconds) of ``zone`` at 1970-01-01 and its changes until 2100 (naive UTC)."""
+    tz, utc = ZoneInfo(zone), _dt.timezone.utc
+    t = _dt.datetime(1970, 1, 1, tzinfo=utc)
+    first = prev = t.astimezone(tz).utcoffset()
+    changes = []
+    while t.year < 2100 and len(changes) <= _MAX_ARITHMETIC_CHANGES:
+        nxt = t + _dt.timedelta(days=1)
+        offset = nxt.astimezone(tz).utcoffset()
+        if offset != prev:
+            lo, hi = t, nxt
+            while hi - lo > _dt.timedelta(seconds=1):  # bisect to the second
+                mid = lo + (hi - lo) / 2
+                lo, hi = (mid, hi) if mid.astimezone(tz).utcoffset() == prev else (lo, mid)
+            at = hi.replace(tzinfo=None, microsecond=0)
+            at = at.replace(second=0) + _dt.timedelta(minutes=at.second >= 30)  # changes fall on minutes
+            changes.append((at, int(offset.total_seconds())))
+            prev = offset
+        t = nxt
+    return int(first.total_seconds()), tuple(changes)
+
+
 def local_time(ts: ir.TimestampValue, zone: str, engine: str) -> ir.TimestampValue:
     """Wall-clock time in the shop's ``zone`` for a naive-UTC timestamp column."""
     if engine == "spark":
         return _spark_from_utc(ts, zone)
-    return _duckdb_timezone(zone, ts.cast(dt.Timestamp(timezone="UTC")))
+    first, changes = _offset_changes(zone)
+    if len(changes) > _MAX_ARITHMETIC_CHANGES:  # zones with daylight saving: ICU
+        return _duckdb_timezone(zone, ts.cast(dt.Timestamp(timezone="UTC")))
+    if not changes:
+        return ts + ibis.interval(seconds=first) if first else ts
+    branches = []
+    offset_before = first
+    for at, offset in changes:
+        branches.append((ts < ibis.literal(at), ts + ibis.interval(seconds=offset_before)))
+        offset_before = offset
+    return ibis.cases(*branches, else_=ts + ibis.interval(seconds=offset_before))
 
 
 def epoch_day(value: ir.DateValue | _dt.date) -> ir.IntegerValue:

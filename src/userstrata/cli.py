@@ -31,6 +31,7 @@ app = typer.Typer(
     help="User value stratification and lifecycle operations (用户价值分层与生命周期运营).",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold customer data
 )
 console = Console()
 err_console = Console(stderr=True)
