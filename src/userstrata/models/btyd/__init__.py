@@ -1,0 +1,17 @@
+"""Buy-'til-you-die purchase models and the Gamma-Gamma spend model."""
+
+from userstrata.models.btyd.bgnbd import BetaGeo, simulate_bgnbd
+from userstrata.models.btyd.gammagamma import GammaGamma, simulate_gammagamma
+from userstrata.models.btyd.mbgnbd import ModifiedBetaGeo, simulate_mbgnbd
+from userstrata.models.btyd.paretonbd import ParetoNBD, simulate_paretonbd
+
+__all__ = [
+    "BetaGeo",
+    "GammaGamma",
+    "ModifiedBetaGeo",
+    "ParetoNBD",
+    "simulate_bgnbd",
+    "simulate_gammagamma",
+    "simulate_mbgnbd",
+    "simulate_paretonbd",
+]
