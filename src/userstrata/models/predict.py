@@ -1,0 +1,323 @@
+"""Per-user predictions as of a date: P(alive), expected purchases and spend, CLV, churn, next purchase.
+
+Time is measured in days throughout: the BTYD models are fitted on
+:func:`~userstrata.features.btyd_summary` (recency and T in local calendar days), so their
+``alpha`` is per day (CDNOW's published weekly ``alpha`` times 7) and every horizon is a
+number of days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt_
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from userstrata.config import Settings
+from userstrata.errors import InputError, UserstrataError
+from userstrata.features import btyd_summary
+from userstrata.features._time import Clock
+from userstrata.models._base import PurchaseModel
+from userstrata.models.btyd import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD
+from userstrata.models.churn import ChurnModel, churn_features, churn_labels
+from userstrata.models.clv import DAYS_PER_MONTH, clv
+from userstrata.models.next_purchase import next_purchase
+from userstrata.segments import build_profile
+
+__all__ = [
+    "PREDICTION_COLUMNS",
+    "PURCHASE_MODELS",
+    "ModelInputs",
+    "fit_churn_model",
+    "fit_purchase_model",
+    "model_inputs",
+    "predict",
+]
+
+Execute = Callable[[ir.Expr], pd.DataFrame]
+
+PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
+    "bgnbd": BetaGeo,
+    "pareto": ParetoNBD,
+    "mbgnbd": ModifiedBetaGeo,
+}
+PREDICTION_COLUMNS = (
+    "user_id",
+    "p_alive",
+    "expected_purchases",
+    "expected_spend",
+    "clv",
+    "clv_low",
+    "clv_high",
+    "churn_probability",
+    "churn_reasons",
+    "next_purchase_days",
+    "next_purchase_within_horizon",
+)
+# Fewer buyers than this give BTYD estimates too noisy to act on (4 parameters).
+MIN_BUYERS = 20
+# Gamma-Gamma has 3 parameters fitted on repeaters only; below this fall back to the mean spend.
+MIN_REPEATERS = 10
+# A buyer whose first purchase day is the as-of day has T = 0 whole days; they were observed
+# for part of that day, on average half of it, and the models need T > 0.
+MIN_T_DAYS = 0.5
+
+
+def _model_class(model: str) -> type[PurchaseModel]:
+    try:
+        return PURCHASE_MODELS[model]
+    except KeyError:
+        raise InputError(f"model = {model!r}; expected one of {sorted(PURCHASE_MODELS)}") from None
+
+
+def fit_purchase_model(summary: pd.DataFrame, model: Literal["bgnbd", "pareto", "mbgnbd"] = "bgnbd") -> PurchaseModel:
+    """Fit the BTYD purchase model on a per-buyer summary (``frequency``, ``recency``, ``T`` in days)."""
+    cls = _model_class(model)
+    if len(summary) < MIN_BUYERS:
+        raise InputError(
+            f"{len(summary)} buyers; the {cls.__name__} model needs at least {MIN_BUYERS}",
+            hint="use a later as-of date or more history",
+        )
+    return cls().fit(summary["frequency"], summary["recency"], summary["T"])
+
+
+def _btyd_frame(orders: ir.Table, *, as_of: dt_.date, clock: Clock, execute: Execute) -> pd.DataFrame:
+    summary = execute(btyd_summary(orders, as_of=as_of, clock=clock)).set_index("user_id")
+    for col in ("frequency", "recency", "T"):
+        summary[col] = summary[col].astype("float64")
+    summary["T"] = summary["T"].clip(lower=MIN_T_DAYS)
+    summary["monetary_mean"] = summary["monetary_mean"].astype("float64")
+    return summary.sort_index()
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What the models see as of one date: the profile, the BTYD summary and fit, the churn features."""
+
+    as_of: dt_.date
+    profile: pd.DataFrame  # executed profile, indexed by user_id
+    summary: pd.DataFrame  # btyd_summary of the buyers, indexed by user_id (T clipped to MIN_T_DAYS)
+    purchase_model: PurchaseModel | None  # None when it could not be fitted
+    p_alive: pd.Series  # by profiled user_id; NaN for never-buyers (BTYD starts at the first purchase)
+    features: pd.DataFrame  # churn features (churn.churn_features), by user_id
+
+
+def model_inputs(
+    *,
+    users: ir.Table,
+    orders: ir.Table,
+    order_items: ir.Table,
+    events: ir.Table,
+    as_of: dt_.date,
+    settings: Settings,
+    engine: str,
+    execute: Execute,
+    model: Literal["bgnbd", "pareto", "mbgnbd"] = "bgnbd",
+) -> ModelInputs:
+    """Build the profile and the BTYD summary as of ``as_of``, fit the purchase model, derive churn features.
+
+    Everything reads data on or before ``as_of`` only (the profile and ``btyd_summary`` filter
+    by local day), so these inputs are safe to pair with labels from after ``as_of``.
+    """
+    clock = Clock(settings.timezone, engine)
+    profile = execute(
+        build_profile(
+            users=users, orders=orders, order_items=order_items, events=events,
+            as_of=as_of, settings=settings, engine=engine,
+        )
+    ).set_index("user_id")
+    summary = _btyd_frame(orders, as_of=as_of, clock=clock, execute=execute)
+    fitted = None
+    p_alive = pd.Series(np.nan, index=profile.index, name="p_alive")
+    if len(summary):
+        try:
+            fitted = fit_purchase_model(summary, model)
+        except UserstrataError as exc:
+            warnings.warn(f"no BTYD predictions as of {as_of}: {exc}", stacklevel=2)
+    if fitted is not None:
+        alive = fitted.probability_alive(summary["frequency"], summary["recency"], summary["T"])
+        p_alive = pd.Series(alive, index=summary.index).reindex(profile.index).rename("p_alive")
+    features = churn_features(profile, p_alive if fitted is not None else None)
+    return ModelInputs(as_of, profile, summary, fitted, p_alive, features)
+
+
+def fit_churn_model(
+    train: ModelInputs,
+    *,
+    orders: ir.Table,
+    events: ir.Table,
+    horizon_days: int,
+    settings: Settings,
+    engine: str,
+    execute: Execute,
+    activity: Literal["purchase", "any"] = "purchase",
+    random_state=0,
+) -> ChurnModel:
+    """Train the churn classifier on features as of ``train.as_of`` and labels from the next ``horizon_days``.
+
+    To predict at ``D`` pass inputs as of ``D - horizon_days``: the labels then cover
+    ``(D - H, D]`` and never reach past ``D``.
+    """
+    clock = Clock(settings.timezone, engine)
+    population = ibis.memtable(pd.DataFrame({"user_id": train.profile.index.astype(str)}))
+    labels = execute(
+        churn_labels(
+            orders, events, cutoff=train.as_of, horizon_days=horizon_days, clock=clock,
+            activity=activity, population=population,
+        )
+    ).set_index("user_id")["churned"]
+    churned = labels.reindex(train.features.index).astype(bool)
+    return ChurnModel(random_state=random_state).fit(train.features, churned)
+
+
+def _spend(summary: pd.DataFrame) -> tuple[GammaGamma | None, np.ndarray, np.ndarray]:
+    """Gamma-Gamma on the repeaters (or the mean-spend fallback): the model and E[spend] per buyer."""
+    x = summary["frequency"].to_numpy()
+    # a repeater whose repeat purchases were refunded in full has no positive mean spend;
+    # one cent keeps them in (their estimate shrinks to the population mean)
+    monetary = np.where(x > 0, summary["monetary_mean"].fillna(0.0).clip(lower=0.01).to_numpy(), np.nan)
+    repeaters = int((x > 0).sum())
+    reason = None
+    if repeaters >= MIN_REPEATERS:
+        try:
+            spend_model = GammaGamma().fit(x, monetary)
+            expected = spend_model.expected_spend(x, monetary)
+            if spend_model.params_["q"] > 1 and np.all(np.isfinite(expected)):
+                return spend_model, expected, monetary
+            reason = f"the Gamma-Gamma fit has q = {spend_model.params_['q']:.3g} <= 1 (no finite mean spend)"
+        except UserstrataError as exc:
+            reason = f"the Gamma-Gamma fit failed ({exc})"
+    else:
+        reason = f"only {repeaters} repeat buyers (Gamma-Gamma needs {MIN_REPEATERS})"
+    repeat_mean = summary.loc[x > 0, "monetary_mean"]
+    fallback = float(repeat_mean.mean()) if len(repeat_mean) else float("nan")
+    warnings.warn(
+        f"expected spend is the mean spend per repeat purchase day ({fallback:.2f}) for every buyer: {reason}; "
+        "CLV has no interval",
+        stacklevel=3,
+    )
+    return None, np.full(len(summary), fallback), monetary
+
+
+def _clv_without_spend_model(purchase_model, summary, spend, months, discount_rate=0.01) -> np.ndarray:
+    """Point CLV with a constant spend per purchase (the fallback): the same discounting as ``clv``."""
+    grid = np.arange(months + 1) * DAYS_PER_MONTH
+    cumulative = np.stack(
+        [purchase_model.expected_purchases(t, summary["frequency"], summary["recency"], summary["T"]) for t in grid]
+    )
+    discount = (1.0 + discount_rate) ** -np.arange(1, months + 1)
+    return spend * (discount @ np.diff(cumulative, axis=0))
+
+
+def predict(
+    *,
+    users: ir.Table,
+    orders: ir.Table,
+    order_items: ir.Table,
+    events: ir.Table,
+    as_of: dt_.date,
+    horizon_days: int,
+    settings: Settings,
+    engine: str,
+    execute: Execute,
+    model: Literal["bgnbd", "pareto", "mbgnbd"] = "bgnbd",
+    random_state=0,
+    activity: Literal["purchase", "any"] = "purchase",
+) -> pd.DataFrame:
+    """One row per profiled user as of ``as_of`` with the model predictions over ``horizon_days``.
+
+    Columns (``PREDICTION_COLUMNS``):
+
+    - ``p_alive``, ``expected_purchases`` (purchase days in ``(as_of, as_of + horizon_days]``):
+      the BTYD purchase model ``model`` fitted on everyone's history as of ``as_of``. BTYD
+      starts at a customer's first purchase, so for users who never bought these are NaN.
+    - ``expected_spend``: Gamma-Gamma posterior mean spend per purchase day (fitted on repeat
+      buyers' mean spend; with too few repeaters or a failed fit, the mean spend, with a warning).
+    - ``clv``, ``clv_low``, ``clv_high``: discounted spend (1% a month, margin 1) over
+      ``round(horizon_days / 30.4375)`` months (at least 1), so that CLV covers the same
+      horizon as ``expected_purchases``; the interval is the 90% range over 200 parameter draws.
+    - ``churn_probability``, ``churn_reasons``: the calibrated classifier, trained on features
+      as of ``as_of - horizon_days`` with labels from ``(as_of - horizon_days, as_of]`` and
+      applied to features as of ``as_of``; it covers never-buyers too. NaN/empty (with a
+      warning) when there is not enough history before ``as_of`` to train it.
+    - ``next_purchase_days`` (median wait, NaN when unlikely within the horizon) and
+      ``next_purchase_within_horizon`` (P(a purchase in the horizon)).
+
+    Parameters
+    ----------
+    execute
+        Turns an Ibis expression into a pandas DataFrame (e.g. ``con.execute``).
+    activity
+        What keeps a user from counting as churned: ``"purchase"`` or ``"any"`` activity.
+    """
+    if not (isinstance(horizon_days, (int, np.integer)) and horizon_days >= 1):
+        raise InputError(f"horizon_days = {horizon_days!r}; expected a whole number of days >= 1")
+    _model_class(model)
+    tables = dict(users=users, orders=orders, order_items=order_items, events=events)
+    now = model_inputs(**tables, as_of=as_of, settings=settings, engine=engine, execute=execute, model=model)
+    out = pd.DataFrame(index=now.profile.index)
+    out.index.name = "user_id"
+    for col in PREDICTION_COLUMNS[1:]:
+        out[col] = "" if col == "churn_reasons" else np.nan
+
+    # -- BTYD: purchases, spend, CLV, next purchase (buyers only) -----------------------------
+    summary, fitted = now.summary, now.purchase_model
+    if fitted is not None:
+        x, t_x, T = summary["frequency"], summary["recency"], summary["T"]
+        buyers = summary.index
+        out.loc[buyers, "p_alive"] = now.p_alive.loc[buyers].to_numpy()
+        expected = fitted.expected_purchases(horizon_days, x, t_x, T)
+        out.loc[buyers, "expected_purchases"] = expected
+        if not np.all(np.isfinite(expected)):
+            params = ", ".join(f"{k}={v:.3g}" for k, v in fitted.params_.items())
+            warnings.warn(
+                f"the {model} fit as of {as_of} is degenerate ({params}): expected purchases are NaN for "
+                f"{int((~np.isfinite(expected)).sum())} of {len(expected)} buyers; more history or buyers help",
+                stacklevel=2,
+            )
+        spend_model, spend, monetary = _spend(summary)
+        out.loc[buyers, "expected_spend"] = spend
+        months = max(1, round(horizon_days / DAYS_PER_MONTH))
+        if spend_model is not None:
+            value = clv(
+                fitted, spend_model, x, t_x, T, monetary,
+                horizon_months=months, time_unit_days=1.0, random_state=random_state,
+            )
+            for col in ("clv", "clv_low", "clv_high"):
+                out.loc[buyers, col] = value[col].to_numpy()
+        else:
+            out.loc[buyers, "clv"] = _clv_without_spend_model(fitted, summary, spend, months)
+        nxt = next_purchase(fitted, x, t_x, T, horizon=float(horizon_days))
+        out.loc[buyers, "next_purchase_days"] = nxt["next_purchase_days"].to_numpy()
+        out.loc[buyers, "next_purchase_within_horizon"] = nxt["next_purchase_within_horizon"].to_numpy()
+
+    # -- churn classifier (every profiled user) ----------------------------------------------
+    churn = None
+    train_date = as_of - dt_.timedelta(days=int(horizon_days))
+    try:
+        train = model_inputs(**tables, as_of=train_date, settings=settings, engine=engine, execute=execute, model=model)
+        if len(train.profile) == 0:
+            raise InputError(f"no users before {train_date}")
+        churn = fit_churn_model(
+            train, orders=orders, events=events, horizon_days=horizon_days, settings=settings,
+            engine=engine, execute=execute, activity=activity, random_state=random_state,
+        )
+    except UserstrataError as exc:
+        warnings.warn(
+            f"no churn probabilities: the classifier trains on {train_date} -> {as_of} and could not ({exc})",
+            stacklevel=2,
+        )
+    if churn is not None:
+        features = now.features
+        if "p_alive" in churn.feature_names_ and "p_alive" not in features.columns:
+            features = features.assign(p_alive=np.nan)  # no BTYD today: treated like never-buyers
+        features = features[churn.feature_names_]
+        out["churn_probability"] = churn.predict_proba(features)
+        out["churn_reasons"] = churn.reasons(features, top=3)
+    return out.reset_index()[list(PREDICTION_COLUMNS)]

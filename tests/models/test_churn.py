@@ -1,0 +1,230 @@
+"""Churn: labels from the window after the cutoff only, leak-free features, a calibrated classifier, reasons."""
+
+import datetime as dt
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal, assert_series_equal
+from sklearn.metrics import roc_auc_score
+
+from builders import event, order, table
+from userstrata.config import Settings
+from userstrata.datasets import simulate_shop
+from userstrata.errors import InputError, NotFittedError
+from userstrata.features._time import Clock
+from userstrata.models.churn import CHURN_FEATURES, ChurnModel, churn_labels
+from userstrata.models.predict import fit_churn_model, model_inputs
+from userstrata.schema import CANONICAL
+
+CUTOFF = dt.date(2024, 6, 30)
+CLOCK = Clock("Asia/Shanghai", "duckdb")  # local = UTC + 8
+
+
+def _con():
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET TimeZone = 'UTC'")
+    return con
+
+
+# -- labels -------------------------------------------------------------------------------------
+
+
+def _label_tables():
+    history = [order(f"h-{u}", u, "2024-06-01 04:00", 10.0) for u in
+               ("in", "last_day", "after", "cutoff_day", "cancel", "event", "none")]
+    later = [
+        order("o1", "in", "2024-07-10 04:00", 20.0),
+        # local 2024-07-30 23:00, the last day of a 30-day window (UTC date is still 07-30)
+        order("o2", "last_day", "2024-07-30 15:00", 20.0),
+        # local 2024-07-31 01:00: one day past the window, though its UTC date is 07-30
+        order("o3", "after", "2024-07-30 17:00", 20.0),
+        # local 2024-06-30 20:00: on the cutoff day itself, so before the window
+        order("o4", "cutoff_day", "2024-06-30 12:00", 20.0),
+        order("o5", "cancel", "2024-07-05 04:00", 20.0, status="cancelled"),
+        order("o6", "newcomer", "2024-07-05 04:00", 20.0),  # first seen after the cutoff
+    ]
+    events = [event("e1", "event", "2024-07-05 04:00", "login")]
+    return table("orders", history + later), table("events", events)
+
+
+@pytest.mark.parametrize("activity", ["purchase", "any"])
+def test_labels_use_only_the_horizon_after_the_cutoff(activity):
+    orders, events = _label_tables()
+    got = _con().execute(
+        churn_labels(orders, events, cutoff=CUTOFF, horizon_days=30, clock=CLOCK, activity=activity)
+    ).set_index("user_id")["churned"].to_dict()
+    expected = {
+        "in": False,  # its only purchase after the cutoff is within the horizon
+        "last_day": False,
+        "after": True,
+        "cutoff_day": True,
+        "cancel": True,  # a cancelled order is no purchase
+        "event": activity == "purchase",  # a login keeps the user only when any activity counts
+        "none": True,
+    }
+    assert got == expected  # the newcomer was not a user at the cutoff
+
+
+def test_labels_for_a_given_population():
+    orders, events = _label_tables()
+    population = ibis.memtable(pd.DataFrame({"user_id": ["in", "ghost"]}))
+    got = _con().execute(
+        churn_labels(orders, events, cutoff=CUTOFF, horizon_days=30, clock=CLOCK, population=population)
+    ).set_index("user_id")["churned"].to_dict()
+    assert got == {"in": False, "ghost": True}
+    with pytest.raises(InputError, match="activity"):
+        churn_labels(orders, events, cutoff=CUTOFF, horizon_days=30, clock=CLOCK, activity="visits")
+
+
+# -- features do not leak -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    paths = simulate_shop(2500, tmp_path_factory.mktemp("shop"), seed=11)
+    frames = {k: pd.read_parquet(paths[k]) for k in ("users", "orders", "order_items", "events", "truth")}
+    return frames
+
+
+def _tables(frames):
+    return {k: ibis.memtable(frames[k], schema=CANONICAL[k].schema) for k in ("users", "orders", "order_items", "events")}
+
+
+def _local_date(ts: pd.Series) -> pd.Series:
+    return (ts + pd.Timedelta(hours=8)).dt.date
+
+
+def test_data_after_the_cutoff_does_not_change_the_features(shop):
+    cutoff = dt.date(2024, 3, 31)
+    con = _con()
+    kwargs = dict(as_of=cutoff, settings=Settings(), engine="duckdb", execute=con.execute)
+    full = model_inputs(**_tables(shop), **kwargs)
+
+    # the same shop, but everything after the cutoff changed: later rows dropped, others added,
+    # and refunds dated after the cutoff rewritten
+    altered = {k: v.copy() for k, v in shop.items()}
+    o = altered["orders"]
+    o = o[_local_date(o["ts"]) <= cutoff].copy()
+    late_refund = o["refunded_at"].notna() & (_local_date(o["refunded_at"]) > cutoff)
+    assert late_refund.any()
+    o.loc[late_refund, "refund_amount"] = o.loc[late_refund, "amount"]
+    extra = o.head(300).copy()
+    extra["order_id"] = "late-" + extra["order_id"]
+    extra["ts"] = pd.Timestamp("2024-04-15 03:00")
+    altered["orders"] = pd.concat([o, extra], ignore_index=True)
+    e = altered["events"]
+    e = e[_local_date(e["ts"]) <= cutoff].copy()
+    extra_e = e.head(300).copy()
+    extra_e["event_id"] = "late-" + extra_e["event_id"].astype(str)
+    extra_e["ts"] = pd.Timestamp("2024-05-01 03:00")
+    altered["events"] = pd.concat([e, extra_e], ignore_index=True)
+    items = altered["order_items"]
+    altered["order_items"] = items[items["order_id"].isin(altered["orders"]["order_id"])]
+    changed = model_inputs(**_tables(altered), **kwargs)
+
+    assert full.purchase_model is not None and "p_alive" in full.features.columns
+    assert_frame_equal(full.features, changed.features)
+    assert_series_equal(full.p_alive, changed.p_alive)
+    assert full.purchase_model.params_ == pytest.approx(changed.purchase_model.params_, rel=1e-12)
+
+
+# -- the classifier -----------------------------------------------------------------------------
+
+
+def _synthetic_features(n, seed):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({name: rng.gamma(2.0, 5.0, n) for name in CHURN_FEATURES})
+    frame["inactive_days"] = rng.integers(0, 101, n).astype(float)
+    frame["refund_rate"] = rng.random(n)
+    frame["p_alive"] = rng.random(n)
+    frame.index = [f"u{i}" for i in range(n)]
+    return frame
+
+
+def test_top_reason_names_the_feature_that_drives_churn():
+    train = _synthetic_features(1500, seed=1)
+    model = ChurnModel(random_state=0).fit(train, train["inactive_days"] > 60)
+    assert model.medians_["inactive_days"] < 60  # the typical user is not at risk
+
+    users = pd.DataFrame([model.medians_] * 2, index=["gone", "active"])
+    users.loc["gone", "inactive_days"] = 120.0
+    users.loc["active", "inactive_days"] = 5.0
+    risk = model.predict_proba(users)
+    assert risk[0] > 0.9 and risk[1] < 0.1
+    reasons = model.reasons(users, top=3)
+    print(reasons)
+    assert reasons[0].split("; ")[0].startswith("inactive 120 days (+0.")
+    assert "inactive" not in reasons[1]  # being recently active is no reason to churn
+    contributions = model.contributions(users)
+    assert contributions.loc["gone"].idxmax() == "inactive_days"
+    assert contributions.loc["gone", "inactive_days"] == pytest.approx(risk[0] - model.predict_proba(
+        users.loc[["gone"]].assign(inactive_days=model.medians_["inactive_days"]))[0])
+
+
+def test_probabilities_are_calibrated():
+    """Labels drawn from known probabilities: the calibrated model's mean and Brier score match the truth's."""
+    rng = np.random.default_rng(3)
+    frame = _synthetic_features(8000, seed=2)
+    logit = -1.0 + 0.04 * (frame["inactive_days"] - 50) - 2.0 * (frame["p_alive"] - 0.5)
+    truth = 1 / (1 + np.exp(-logit.to_numpy()))
+    churned = rng.random(len(frame)) < truth
+    train, test = slice(0, 5000), slice(5000, None)
+    model = ChurnModel(random_state=0).fit(frame.iloc[train], churned[train])
+    assert model.calibration_ == "isotonic"  # 5,000 training users
+    p = model.predict_proba(frame.iloc[test])
+    assert ((p >= 0) & (p <= 1)).all()
+    y = churned[test]
+    assert p.mean() == pytest.approx(y.mean(), abs=0.02)
+    brier, oracle = np.mean((p - y) ** 2), np.mean((truth[test] - y) ** 2)
+    print(f"Brier {brier:.4f} vs oracle {oracle:.4f}")
+    assert brier < oracle + 0.01
+    small = ChurnModel(random_state=0).fit(frame.iloc[:800], churned[:800])
+    assert small.calibration_ == "sigmoid"
+
+
+def test_classifier_errors():
+    frame = _synthetic_features(50, seed=4)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        ChurnModel().predict_proba(frame)
+    with pytest.raises(InputError, match="at least 2 of each"):
+        ChurnModel().fit(frame, np.zeros(50, dtype=bool))
+    with pytest.raises(InputError, match="one label per row"):
+        ChurnModel().fit(frame, np.zeros(49, dtype=bool))
+    model = ChurnModel().fit(frame.assign(empty=np.nan), np.arange(50) % 2 == 0)
+    assert "empty" not in model.feature_names_  # an all-missing column is left out
+    with pytest.raises(InputError, match="lack"):
+        model.predict_proba(frame.drop(columns="inactive_days"))
+
+
+def test_classifier_beats_random_on_the_simulated_shop(shop):
+    """Trained on 2024-01-01 -> 2024-03-31, scored on 2024-03-31 -> 2024-06-29 (no leakage)."""
+    cutoff, horizon = dt.date(2024, 3, 31), 90
+    con = _con()
+    tables = _tables(shop)
+    common = dict(settings=Settings(), engine="duckdb", execute=con.execute)
+    train = model_inputs(**tables, as_of=cutoff - dt.timedelta(days=horizon), **common)
+    model = fit_churn_model(train, orders=tables["orders"], events=tables["events"], horizon_days=horizon, **common)
+    now = model_inputs(**tables, as_of=cutoff, **common)
+    labels = con.execute(
+        churn_labels(tables["orders"], tables["events"], cutoff=cutoff, horizon_days=horizon, clock=CLOCK,
+                     population=ibis.memtable(pd.DataFrame({"user_id": now.profile.index})))
+    ).set_index("user_id")["churned"].reindex(now.features.index)
+    y = labels.to_numpy().astype(int)
+    p = model.predict_proba(now.features[model.feature_names_])
+    auc = roc_auc_score(y, p)
+
+    buyers = now.p_alive.notna().to_numpy()
+    auc_buyers = roc_auc_score(y[buyers], p[buyers])
+    auc_palive = roc_auc_score(y[buyers], 1 - now.p_alive.to_numpy()[buyers])
+    # the truth: dropped out (per the simulator) on or before the cutoff
+    truth = shop["truth"].set_index("user_id")["churned_at"].reindex(now.features.index)
+    dead = (truth.notna() & (_local_date(truth.fillna(pd.Timestamp("2100-01-01"))) <= cutoff)).to_numpy()
+    print(
+        f"\nsimulated shop, {len(y)} users ({buyers.sum()} buyers), churn rate {y.mean():.3f}: "
+        f"classifier AUC {auc:.3f} (all) / {auc_buyers:.3f} (buyers); 1 - P(alive) AUC {auc_palive:.3f} (buyers); "
+        f"AUC for 'dropped out by the cutoff' (simulator truth): classifier {roc_auc_score(dead, p):.3f}, "
+        f"1 - P(alive) {roc_auc_score(dead[buyers], 1 - now.p_alive.to_numpy()[buyers]):.3f}"
+    )
+    assert auc > 0.6 and auc_buyers > 0.6
