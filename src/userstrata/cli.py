@@ -6,11 +6,13 @@ Errors a user can fix print one red line and the hint, and exit with code 2
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt_
 import functools
 import os
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -83,6 +85,17 @@ def _parse_date(text: str | None, option: str) -> dt_.date | None:
         return dt_.date.fromisoformat(text)
     except ValueError:
         raise InputError(f"{option} {text!r} is not a date; expected YYYY-MM-DD, e.g. 2024-06-30") from None
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Show library warnings as one yellow line each (not as Python warning dumps)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if issubclass(w.category, (UserWarning, RuntimeWarning)):
+            err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
 
 
 def _progress() -> Progress:
@@ -203,6 +216,90 @@ def profile(
     console.print(f"{i18n.label('profile_written', lang_)}: [bold]{out}[/] ({len(frame):,} users, as of {day})")
 
 
+def _parse_horizon(text: str) -> int:
+    """'90d', '39w' or a plain number of days -> days."""
+    units = {"d": 1, "w": 7}
+    value, unit = (text[:-1], text[-1]) if text and text[-1].lower() in units else (text, "d")
+    if not value.isdigit() or int(value) < 1:
+        raise InputError(f"--horizon {text!r}: expected days or weeks such as 90d or 39w")
+    return int(value) * units[unit.lower()]
+
+
+ModelOpt = Annotated[str, typer.Option(help="Purchase model: bgnbd, pareto or mbgnbd.")]
+
+
+@command
+def predict(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: last day in the data).")] = None,
+    horizon: Annotated[str, typer.Option(help="How far ahead: 90d, 39w ...")] = "90d",
+    model: ModelOpt = "bgnbd",
+    out: Annotated[Path, typer.Option(help="Profile with predictions: .parquet, .csv or .xlsx.")] = Path("profiles.parquet"),
+    lang: LangOpt = "en",
+    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    config: ConfigOpt = None,
+) -> None:
+    """Add predictions to the profile: p_alive, expected purchases and spend, CLV with interval,
+    churn probability with reasons, next purchase."""
+    lang_ = _check_lang(lang)
+    _check_out(out)
+    days = _parse_horizon(horizon)
+    ws = Workspace.open(workspace, settings=config, create=False)
+    day = _parse_date(as_of, "--as-of") or ws.latest_date()
+    with _progress() as progress, _warnings_as_lines():
+        task = progress.add_task(f"predicting {days} days after {day}", total=3)
+        frame = ws.profile(day).to_pandas()
+        progress.advance(task)
+        frame = frame.merge(ws.predict(day, horizon_days=days, model=model), on="user_id", how="left")
+        progress.advance(task)
+        ws.store.save_profiles(frame, day)
+        write_table(frame, out)
+        progress.advance(task)
+    print_predictions(frame, days, lang_)
+    ws.close()
+    console.print(f"{i18n.label('profile_written', lang_)}: [bold]{out}[/] ({len(frame):,} users, as of {day})")
+
+
+@command
+def backtest(
+    cutoff: Annotated[str, typer.Option(help="Fit on history up to this day (YYYY-MM-DD).")],
+    horizon: Annotated[str, typer.Option(help="Holdout length after the cutoff: 90d, 39w ...")] = "90d",
+    model: ModelOpt = "bgnbd",
+    churn_horizon: Annotated[str | None, typer.Option(help="Churn label window (default: --horizon).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the plots and tables.")] = Path("backtest"),
+    workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
+    config: ConfigOpt = None,
+) -> None:
+    """Split history at the cutoff, predict the holdout and report honest accuracy."""
+    day = _parse_date(cutoff, "--cutoff")
+    days = _parse_horizon(horizon)
+    ws = Workspace.open(workspace, settings=config, create=False)
+    with _progress() as progress, _warnings_as_lines():
+        task = progress.add_task(f"backtest {day} + {days} days", total=1)
+        result = ws.backtest(
+            day, horizon_days=days, model=model, out_dir=out,
+            churn_horizon_days=_parse_horizon(churn_horizon) if churn_horizon else None,
+        )
+        progress.advance(task)
+    ws.close()
+    out.mkdir(parents=True, exist_ok=True)
+    result.per_user.to_csv(out / "per_user.csv", index=False)
+    result.by_frequency.to_csv(out / "by_frequency.csv", index=False)
+    view = Table(title=f"backtest: cutoff {day}, horizon {days} days, model {model}")
+    view.add_column("metric")
+    view.add_column("value", justify="right")
+    for key, value in result.metrics.items():
+        view.add_row(key, f"{value:,.4g}" if isinstance(value, float) else str(value))
+    console.print(view)
+    view = Table(title="predicted vs actual purchases by calibration repeat purchases")
+    for col in result.by_frequency.columns:
+        view.add_column(str(col), justify="right")
+    for row in result.by_frequency.itertuples(index=False):
+        view.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(view)
+    for name, path in result.plots.items():
+        console.print(f"{name}: [bold]{path}[/]")
+
+
 @command
 def simulate(
     users: Annotated[int, typer.Option("--users", min=1, help="Number of users.")] = 10_000,
@@ -233,8 +330,10 @@ def demo(
     data: Annotated[str, typer.Option(help="shop (simulated virtual-goods shop) or cdnow.")] = "shop",
     users: Annotated[int, typer.Option(help="Users to simulate for --data shop.")] = 5_000,
     out: Annotated[Path, typer.Option(help="Folder for the workspace and the profile file.")] = Path("userstrata-demo"),
+    horizon: Annotated[int, typer.Option(help="Prediction horizon in days.")] = 90,
 ) -> None:
-    """Run the whole pipeline on bundled data and show tiers, lifecycle and the RFM grid."""
+    """Run the whole pipeline on bundled data: load, profile, predict; show tiers, lifecycle,
+    the RFM grid and predictions per tier."""
     from userstrata.datasets import load_cdnow, simulate_shop
 
     lang_ = _check_lang(lang)
@@ -247,7 +346,7 @@ def demo(
     ws = Workspace.open(db)
     with _progress() as progress:
         if data == "cdnow":
-            task = progress.add_task("loading CDNOW", total=2)
+            task = progress.add_task("loading CDNOW", total=1)
             ws.load_frame("orders", load_cdnow(sample=False, timezone=ws.settings.timezone), source="CDNOW_master")
             progress.advance(task)
         else:
@@ -255,18 +354,23 @@ def demo(
             task = progress.add_task(f"simulating {users:,} users", total=users)
             with tempfile.TemporaryDirectory() as tmp:
                 files = simulate_shop(users, tmp, seed=7, progress=lambda n: progress.advance(task, n))
-                task = progress.add_task("loading tables", total=len(tables) + 1)
+                task = progress.add_task("loading tables", total=len(tables))
                 for name in tables:
                     ws.load(name, files[name])
                     progress.advance(task)
         as_of = ws.latest_date()
+        task = progress.add_task("profile and predictions", total=2)
         frame = ws.profile(as_of).to_pandas()
-        ws.store.save_profiles(ws.profile(as_of), as_of)
+        progress.advance(task)
+        with _warnings_as_lines():
+            frame = frame.merge(ws.predict(as_of, horizon_days=horizon), on="user_id", how="left")
+        ws.store.save_profiles(frame, as_of)
         path = out / "profiles.parquet"
         write_table(frame, path)
         progress.advance(task)
     console.print(f"[bold]{data}[/]: {len(frame):,} users profiled as of {as_of}")
     print_summary(ws, frame, lang_)
+    print_predictions(frame, horizon, lang_)
     ws.close()
     console.print(f"{i18n.label('profile_written', lang_)}: [bold]{path}[/]  (workspace: {db})")
 
@@ -291,6 +395,24 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(path, index=False, encoding="utf-8-sig")
     else:
         frame.to_excel(path, index=False, engine="openpyxl")
+
+
+def print_predictions(frame: pd.DataFrame, horizon_days: int, lang: i18n.Lang) -> None:
+    """Predictions summed up per value tier."""
+    t = i18n.label
+    view = Table(title=t("predictions_title", lang).format(days=horizon_days))
+    for col in ("tier", "users", "mean_p_alive", "expected_purchases", "clv", "mean_churn_probability"):
+        view.add_column(t(col, lang), justify="left" if col == "tier" else "right")
+    grouped = frame.groupby("tier")
+    for tier in ("co_builder", "engaged", "regular", "explorer"):
+        if tier not in grouped.groups:
+            continue
+        g = grouped.get_group(tier)
+        view.add_row(
+            t(tier, lang), f"{len(g):,}", f"{g.p_alive.mean():.2f}", f"{g.expected_purchases.sum():,.0f}",
+            f"{g.clv.sum():,.0f}", f"{g.churn_probability.mean():.2f}",
+        )
+    console.print(view)
 
 
 def print_summary(ws: Workspace, frame: pd.DataFrame, lang: i18n.Lang) -> None:

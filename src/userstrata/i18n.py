@@ -43,6 +43,11 @@ _LABELS: dict[str, dict[str, str]] = {
     "lifecycle_title": {"zh": "生命周期阶段分布", "en": "Lifecycle stages"},
     "rfm_title": {"zh": "RFM 八象限", "en": "RFM grid (8 cells)"},
     "profile_written": {"zh": "用户画像已写入", "en": "Profile written to"},
+    "predictions_title": {"zh": "未来 {days} 天预测（按价值层级）", "en": "Predictions for the next {days} days, by tier"},
+    "mean_p_alive": {"zh": "平均存活概率", "en": "Mean P(alive)"},
+    "expected_purchases": {"zh": "预计购买次数", "en": "Expected purchases"},
+    "clv": {"zh": "客户终身价值", "en": "CLV"},
+    "mean_churn_probability": {"zh": "平均流失概率", "en": "Mean churn probability"},
     "yes": {"zh": "是", "en": "yes"},
     "no": {"zh": "否", "en": "no"},
 }

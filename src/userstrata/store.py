@@ -14,6 +14,8 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
 
 from userstrata import _engine
 from userstrata.config import Settings
@@ -91,9 +93,12 @@ class Store:
         else:
             raw.execute("COMMIT")
 
-    def save_profiles(self, profile: ir.Table, as_of: dt_.date) -> int:
+    def save_profiles(self, profile: ir.Table | pd.DataFrame, as_of: dt_.date) -> int:
         """Materialise one snapshot of ``profile`` (replacing an earlier one for ``as_of``)."""
-        arrow = self.con.to_pyarrow(profile)
+        if isinstance(profile, pd.DataFrame):
+            arrow = pa.Table.from_pandas(profile, preserve_index=False)
+        else:
+            arrow = self.con.to_pyarrow(profile)
         raw = self.duckdb
         with self.transaction():
             raw.register("_new_profiles", arrow)

@@ -21,6 +21,8 @@ from userstrata import ingest
 from userstrata.config import Settings
 from userstrata.errors import NotFoundError
 from userstrata.features._time import Clock
+from userstrata.models.backtest import BacktestResult, backtest
+from userstrata.models.predict import predict
 from userstrata.segments import build_profile, rfm_grid_summary, tier_shares
 from userstrata.store import Store
 
@@ -76,6 +78,10 @@ class Workspace:
             )
         return max(found)
 
+    def _inputs(self) -> dict[str, Any]:
+        tables = {name: self.table(name) for name in ("users", "orders", "order_items", "events")}
+        return {**tables, "settings": self.settings, "engine": self.store.engine, "execute": self.store.con.execute}
+
     def profile(self, as_of: dt_.date | None = None) -> ir.Table:
         """One row per user as of ``as_of`` (default: the last day in the data), lazily."""
         return build_profile(
@@ -92,6 +98,16 @@ class Workspace:
         """Materialise the profile as a snapshot in the ``profiles`` table; returns its rows."""
         as_of = as_of or self.latest_date()
         return self.store.save_profiles(self.profile(as_of), as_of)
+
+    def predict(self, as_of: dt_.date | None = None, *, horizon_days: int = 90, **options: Any) -> pd.DataFrame:
+        """P(alive), expected purchases, CLV with interval, churn risk with reasons, next purchase
+        per user over ``horizon_days`` after ``as_of`` (see ``models.predict.predict``)."""
+        return predict(**self._inputs(), as_of=as_of or self.latest_date(), horizon_days=horizon_days, **options)
+
+    def backtest(self, cutoff: dt_.date, *, horizon_days: int, **options: Any) -> BacktestResult:
+        """Fit on history up to ``cutoff``, predict the next ``horizon_days`` and score against
+        what happened (see ``models.backtest.backtest``)."""
+        return backtest(**self._inputs(), cutoff=cutoff, horizon_days=horizon_days, **options)
 
     def tier_shares(self, profile: pd.DataFrame) -> pd.DataFrame:
         return tier_shares(profile, self.settings.tiers)
