@@ -108,3 +108,47 @@ def test_demo_on_cdnow(tmp_path):
     churned = profile.set_index("user_id").lifecycle.eq("churned")
     assert churned.sum() == (idle > 90).sum()
     assert "CDNOW" in result.output or "cdnow" in result.output
+
+
+@pytest.fixture(scope="module")
+def cdnow_ws(tmp_path_factory):
+    from userstrata import Workspace
+
+    path = tmp_path_factory.mktemp("cdnow") / "cdnow.duckdb"
+    with Workspace.open(path) as ws:
+        report = ws.load_frame("orders", load_cdnow(sample=True), source="CDNOW_sample")
+        assert report.rows_accepted == 6919
+    return path
+
+
+def test_predict_writes_predictions_into_the_profile(tmp_path, cdnow_ws):
+    out = tmp_path / "predicted.parquet"
+    result = invoke("predict", "--as-of", "1997-09-30", "--horizon", "39w", "--out", out, "--workspace", cdnow_ws)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out).set_index("user_id")
+    assert len(frame) == 2357
+    for col in ("p_alive", "expected_purchases", "expected_spend", "clv", "clv_low", "clv_high",
+                "churn_probability", "churn_reasons", "next_purchase_days"):
+        assert col in frame.columns
+    # P(alive) of a customer without repeat purchases is 1 under BG/NBD (FHL 2005, eq. 11 with x=0)
+    assert (frame.loc[frame.frequency == 0, "p_alive"] == 1).all()
+    assert (frame.clv_low <= frame.clv + 1e-9).all() and (frame.clv <= frame.clv_high + 1e-9).all()
+    # the churn classifier needs history before as_of - horizon (1996-12-31): none, so a warning
+    assert "warning" in result.output
+
+
+def test_backtest_reports_accuracy_and_plots(tmp_path, cdnow_ws):
+    out = tmp_path / "bt"
+    result = invoke("backtest", "--cutoff", "1997-09-30", "--horizon", "39w", "--churn-horizon", "90d",
+                    "--out", out, "--workspace", cdnow_ws)
+    assert result.exit_code == 0, result.output
+    assert (out / "by_frequency.csv").exists() and (out / "per_user.csv").exists()
+    pngs = list(out.glob("*.png"))
+    assert len(pngs) >= 2 and all(p.stat().st_size > 1000 for p in pngs)
+    per_user = pd.read_csv(out / "per_user.csv")
+    assert len(per_user) == 2357
+
+
+def test_horizon_must_be_days_or_weeks(cdnow_ws):
+    result = runner.invoke(app, ["predict", "--horizon", "3m", "--workspace", str(cdnow_ws)])
+    assert result.exit_code == 2 and "90d or 39w" in result.output
