@@ -127,7 +127,7 @@ REJECTS_SCHEMA = ibis.schema(
         "load_id": dt.string,
         "table_name": dt.string,
         "file": dt.string,
-        "row_number": dt.int64,  # 1-based data row (the header is not counted)
+        "row_number": dt.int64,  # as a spreadsheet shows it (header = row 1); record position for Parquet/JSON
         "column_name": dt.string,
         "value": dt.string,
         "reason": dt.string,

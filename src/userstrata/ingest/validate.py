@@ -1,0 +1,247 @@
+"""Row validation as one DuckDB query per chunk: parse, normalise, apply defaults, and name
+the first failing column of each bad row with a human reason. No Python loop over rows.
+
+Only SQL literals built by ``lit`` (quotes doubled) carry user text into SQL; source columns
+are addressed by position (``c0``, ``c1``...), never by their names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt_
+from dataclasses import dataclass
+
+from userstrata.ingest.mapping import ColumnPlan
+from userstrata.schema import TableSpec
+
+# spaces a spreadsheet cell may carry around a value: ASCII, no-break, ideographic (全角)
+_WS = " \t\r\n\u00a0\u3000"
+# what may decorate a number: whitespace, currency symbols (seed brief: ¥ ￥ $)
+_NUMBER_NOISE = r"[\s\x{00A0}\x{3000}¥￥$]"
+_NOT_BLANK = r"[^\s\x{00A0}\x{3000}]"
+_THOUSANDS = r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?"
+# a time with an explicit offset or zone: '...07:59:00Z', '...07:59+08:00', '... 07:59:00 +0800'
+_OFFSET = r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|UTC|GMT|[+-]\d{2}(:?\d{2})?)$"
+# naive formats TRY_CAST(... AS TIMESTAMP) does not take (it takes ISO with ' ' or 'T',
+# fractional seconds, '-' or '/' dates with or without leading zeros, date only)
+_EXTRA_FORMATS = (
+    "%Y%m%d", "%Y%m%d%H%M%S", "%Y%m%d %H:%M:%S", "%Y%m%d %H:%M",
+    "%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M", "%Y.%m.%d",
+    "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日",
+)
+TS_EXAMPLES = "2024-06-30 14:05:00, 2024-06-30T14:05:00+08:00, 2024/6/30 14:05, 20240630 or epoch seconds"
+
+
+def lit(value: object) -> str:
+    """An SQL literal; text has its quotes doubled (DuckDB strings know no backslash escapes)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dt_.datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The settings validation needs, resolved once per load."""
+
+    timezone: str
+    currency: str
+    future_limit: dt_.datetime  # naive UTC
+    future_tolerance_hours: float
+
+
+def column_kind(spec: TableSpec, column: str) -> str:
+    dtype = spec.schema[column]
+    if dtype.is_timestamp():
+        return "ts"
+    if dtype.is_floating():
+        return "money"
+    if dtype.is_integer():
+        return "count"
+    if column in ("status", "event"):
+        return "lower"
+    if column == "currency":
+        return "upper"
+    if column in ("attributes", "properties"):
+        return "json"
+    return "text"
+
+
+def _quoted(expr: str) -> str:
+    """SQL for: the value in quotes, shortened, for a reason text."""
+    return f"'''' || (CASE WHEN length({expr}) > 60 THEN left({expr}, 57) || '...' ELSE {expr} END) || ''''"
+
+
+def _parse_ts(raw: str, zone: str) -> str:
+    zone_lit = lit(zone)
+    formats = "[" + ", ".join(lit(f) for f in _EXTRA_FORMATS) + "]"
+    return f"""CASE
+        WHEN {raw} IS NULL THEN NULL
+        WHEN regexp_full_match({raw}, '\\d{{9,10}}(\\.\\d+)?')
+            THEN make_timestamp(CAST(round(CAST({raw} AS DOUBLE) * 1000000) AS BIGINT))
+        WHEN regexp_full_match({raw}, '\\d{{12,13}}') THEN make_timestamp(CAST({raw} AS BIGINT) * 1000)
+        WHEN regexp_matches({raw}, {lit(_OFFSET)}) THEN timezone('UTC', TRY_CAST(
+            regexp_replace({raw}, '\\s+(Z|z|UTC|GMT|[+-]\\d{{2}}(:?\\d{{2}})?)$', '\\1') AS TIMESTAMPTZ))
+        ELSE timezone('UTC', timezone({zone_lit},
+            COALESCE(TRY_CAST({raw} AS TIMESTAMP), try_strptime({raw}, {formats}))))
+    END"""
+
+
+def _parse_number(clean: str) -> str:
+    value = f"""CASE WHEN strpos({clean}, ',') = 0 THEN TRY_CAST({clean} AS DOUBLE)
+        WHEN regexp_full_match({clean}, {lit(_THOUSANDS)}) THEN TRY_CAST(replace({clean}, ',', '') AS DOUBLE) END"""
+    return value
+
+
+def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) -> str:
+    """SELECT one row per non-blank input row of ``chunk`` with ``_row``, every
+    canonical column typed and normalised, and ``_rej`` = {column, value, reason} or NULL."""
+    defaults = dict(spec.defaults)
+    if "currency" in spec.columns:
+        defaults.setdefault("currency", rules.currency)
+
+    # 1. raw cells, trimmed, '' -> NULL
+    raw_cols, all_cells = ["_row"], []
+    for i in range(len(plan.source_names)):
+        all_cells.append(f"regexp_matches(c{i}, {lit(_NOT_BLANK)})")
+    for col in spec.columns:
+        pos = plan.sources.get(col)
+        cell = f"nullif(trim(c{pos}, {lit(_WS)}), '')" if pos is not None else "NULL::VARCHAR"
+        raw_cols.append(f"{cell} AS {ident('r_' + col)}")
+        if column_kind(spec, col) in ("money", "count"):
+            clean = f"regexp_replace({ident('r_' + col)}, {lit(_NUMBER_NOISE)}, '', 'g')"
+            raw_cols.append(f"{clean} AS {ident('n_' + col)}")  # refers to r_ via lateral alias
+    json_extras = []
+    if plan.json_column:
+        for pos in sorted(plan.extras, key=lambda p: plan.source_names[p]):
+            raw_cols.append(f"nullif(trim(c{pos}, {lit(_WS)}), '') AS x{pos}")
+            json_extras.append(f"{lit(plan.source_names[pos])}, x{pos}")
+    # a row with every cell empty carries nothing: skipped (and counted in a warning)
+    not_blank = " OR ".join(all_cells) or "FALSE"
+
+    # 2. parsed values (with defaults)
+    parsed = []
+    for col in spec.columns:
+        kind, r = column_kind(spec, col), ident("r_" + col)
+        default = defaults.get(col)
+        if kind == "ts":
+            value = _parse_ts(r, rules.timezone)
+        elif kind == "money":
+            value = _parse_number(ident("n_" + col))
+            if default is not None:
+                value = f"CASE WHEN {r} IS NULL THEN {lit(float(default))} ELSE {value} END"
+        elif kind == "count":
+            number = f"TRY_CAST({ident('n_' + col)} AS DOUBLE)"
+            value = (
+                f"CASE WHEN {r} IS NULL THEN {lit(default)}::BIGINT "
+                f"WHEN {number} = floor({number}) AND {number} >= 1 AND {number} < 1e15 "
+                f"THEN CAST({number} AS BIGINT) END"
+            )
+        elif kind == "lower":
+            value = f"lower({r})"
+        elif kind == "upper":
+            value = f"upper({r})"
+        elif kind == "json":
+            value = f"CASE WHEN json_valid({r}) AND json_type({r}) = 'OBJECT' THEN CAST(json({r}) AS VARCHAR) END"
+            if json_extras:
+                extras = f"json_object({', '.join(json_extras)})"
+                value = f"nullif(CAST(json_merge_patch(coalesce({value}, '{{}}'), {extras}) AS VARCHAR), '{{}}')"
+                # a provided but invalid JSON cell is still rejected by the check below
+        else:
+            value = r
+        if kind in ("lower", "upper", "text") and default is not None:
+            value = f"coalesce({value}, {lit(default)})"
+        parsed.append(f"{value} AS {ident('v_' + col)}")
+
+    # 3. the first failing check, in the table's column order
+    checks: list[tuple[str, str, str, str]] = []  # (condition, column, value expr, reason expr)
+    for col in spec.columns:
+        kind, r, v = column_kind(spec, col), ident("r_" + col), ident("v_" + col)
+        required = col in spec.required
+        if spec.name == "events" and col == "user_id":
+            checks.append((
+                f"{r} IS NULL AND {ident('r_anonymous_id')} IS NULL", col, "NULL",
+                lit("user_id and anonymous_id are both empty; an event needs one of them"),
+            ))
+        if required:
+            checks.append((f"{r} IS NULL", col, "NULL", lit(f"{col} is empty")))
+        if kind == "ts":
+            checks.append((
+                f"{r} IS NOT NULL AND {v} IS NULL", col, r,
+                f"{lit(col + ' ')} || {_quoted(r)} || {lit(' is not a date/time (expected e.g. ' + TS_EXAMPLES + ')')}",
+            ))
+            hours = f"{rules.future_tolerance_hours:g}"
+            checks.append((
+                f"{v} > {lit(rules.future_limit)}", col, r,
+                f"{lit(col + ' ')} || {_quoted(r)} || {lit(' is a timestamp in the future (later than now + ' + hours + ' h)')}",
+            ))
+        elif kind == "money":
+            checks.append((
+                f"{r} IS NOT NULL AND ({v} IS NULL OR NOT isfinite({v}))", col, r,
+                f"{lit(col + ' ')} || {_quoted(r)} || ' is not a number'",
+            ))
+            why = "; refunds belong in refund_amount" if col == "amount" else ""
+            checks.append((f"{v} < 0", col, r, f"{lit(col + ' ')} || {_quoted(r)} || {lit(' is negative' + why)}"))
+            if col == "refund_amount" and "amount" in spec.columns:
+                checks.append((
+                    f"{v} > {ident('v_amount')}", col, r,
+                    f"{lit(col + ' ')} || {_quoted(r)} || ' is more than amount ' || {_quoted(ident('r_amount'))}",
+                ))
+        elif kind == "count":
+            checks.append((
+                f"{r} IS NOT NULL AND TRY_CAST({ident('n_' + col)} AS DOUBLE) IS NULL", col, r,
+                f"{lit(col + ' ')} || {_quoted(r)} || ' is not a number'",
+            ))
+            checks.append((
+                f"{r} IS NOT NULL AND {v} IS NULL", col, r,
+                f"{lit(col + ' ')} || {_quoted(r)} || ' is not a whole number >= 1'",
+            ))
+        elif kind == "json":
+            if col in plan.sources:
+                checks.append((
+                    f"{r} IS NOT NULL AND NOT (json_valid({r}) AND json_type({r}) = 'OBJECT')", col, r,
+                    f"{lit(col + ' ')} || {_quoted(r)} || ' is not a JSON object'",
+                ))
+    if checks:
+        whens = "\n".join(
+            f"        WHEN {cond} THEN struct_pack(column_name := {lit(col)}, value := {value}, reason := {reason})"
+            for cond, col, value, reason in checks
+        )
+        rej = f"CASE\n{whens}\n    END"
+    else:
+        rej = "NULL"
+
+    finals = []
+    for col in spec.columns:
+        v = ident("v_" + col)
+        if col == "event_id":
+            content = ", ".join(
+                f"coalesce({e}, '')"
+                for e in (
+                    ident("v_user_id"), ident("v_anonymous_id"), ident("v_session_id"),
+                    f"strftime({ident('v_ts')}, '%Y-%m-%d %H:%M:%S.%f')", ident("v_event"), ident("v_properties"),
+                )
+            )
+            # derived from the content so that re-loading the same events never double counts
+            v = f"coalesce({v}, md5(concat_ws('|', {content})))"
+        finals.append(f"{v} AS {ident(col)}")
+
+    return f"""WITH r AS (
+    SELECT {', '.join(raw_cols)}
+    FROM {chunk}
+    WHERE {not_blank}
+), p AS (
+    SELECT *, {', '.join(parsed)}
+    FROM r
+)
+SELECT _row, {', '.join(finals)},
+    {rej} AS _rej
+FROM p"""

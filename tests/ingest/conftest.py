@@ -1,0 +1,44 @@
+"""Helpers for ingest tests: stores, small files written into tmp_path, table snapshots."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from userstrata.config import Settings
+from userstrata.store import Store
+
+
+def open_store(**ingest) -> Store:
+    settings = Settings.from_dict({"ingest": ingest}) if ingest else Settings()
+    return Store.open(":memory:", settings=settings)
+
+
+@pytest.fixture
+def store():
+    st = open_store()
+    yield st
+    st.close()
+
+
+def write_csv(path: Path, header, rows, *, encoding: str = "utf-8", delimiter: str = ",") -> Path:
+    with open(path, "w", encoding=encoding, newline="") as fh:
+        writer = csv.writer(fh, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def rows(store: Store, table: str) -> list[tuple]:
+    """Every row of ``table``, sorted, for exact comparisons."""
+    return store.duckdb.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+
+
+def snapshot(store: Store) -> dict[str, list[tuple]]:
+    return {name: rows(store, name) for name in ("orders", "order_items", "users", "events", "rejects", "loads")}
+
+
+def assert_adds_up(report) -> None:
+    assert report.rows_read == report.rows_accepted + report.rows_rejected + report.rows_duplicate
