@@ -91,12 +91,9 @@ def local_time(ts: ir.TimestampValue, zone: str, engine: str) -> ir.TimestampVal
         return _duckdb_timezone(zone, ts.cast(dt.Timestamp(timezone="UTC")))
     if not changes:
         return ts + ibis.interval(seconds=first) if first else ts
-    branches = []
-    offset_before = first
-    for at, offset in changes:
-        branches.append((ts < ibis.literal(at), ts + ibis.interval(seconds=offset_before)))
-        offset_before = offset
-    return ibis.cases(*branches, else_=ts + ibis.interval(seconds=offset_before))
+    # newest change first: recent data (the bulk) takes the first branch
+    branches = [(ts >= ibis.literal(at), ts + ibis.interval(seconds=offset)) for at, offset in reversed(changes)]
+    return ibis.cases(*branches, else_=ts + ibis.interval(seconds=first))
 
 
 def epoch_day(value: ir.DateValue | _dt.date) -> ir.IntegerValue:
