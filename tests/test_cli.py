@@ -52,6 +52,11 @@ def test_load_profile_and_rejects_with_gbk_csv(tmp_path, ws):
     assert frame.loc["u1", "orders"] == 2 and frame.loc["u1", "monetary"] == 80  # loaded once
     assert frame.loc["u2", "orders"] == 1
 
+    xlsx = tmp_path / "profiles.xlsx"
+    assert invoke("profile", "--as-of", "2024-06-30", "--out", xlsx, "--workspace", ws).exit_code == 0
+    sheet = pd.read_excel(xlsx).set_index("user_id")
+    assert sheet.loc["u1", "monetary"] == 80 and sheet.loc["u1", "lifecycle"] == "growth"  # first seen 06-01
+
 
 def test_env_var_names_the_workspace(tmp_path, ws, monkeypatch):
     src = tmp_path / "orders.csv"
@@ -68,6 +73,8 @@ def test_env_var_names_the_workspace(tmp_path, ws, monkeypatch):
         (["profile", "--lang", "fr"], "--lang 'fr' is not supported"),
         (["load", "payments", "x.csv"], "unknown table 'payments'"),
         (["load", "orders", "x.csv", "--map", "order_id"], "must look like canonical=source"),
+        (["predict", "--model", "arima"], "--model 'arima': use one of bgnbd, pareto, mbgnbd"),
+        (["backtest", "--cutoff", "2024-01-01", "--activity", "login"], "--activity 'login'"),
     ],
 )
 def test_user_errors_are_one_red_line_and_exit_2(tmp_path, ws, args, message):

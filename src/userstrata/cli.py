@@ -207,7 +207,7 @@ def profile(
         task = progress.add_task(f"profiling as of {day}", total=3)
         frame = ws.profile(day).to_pandas()
         progress.advance(task)
-        ws.store.save_profiles(ws.profile(day), day)
+        ws.store.save_profiles(frame, day)  # the snapshot for tracking change over time
         progress.advance(task)
         write_table(frame, out)
         progress.advance(task)
@@ -226,6 +226,15 @@ def _parse_horizon(text: str) -> int:
 
 
 ModelOpt = Annotated[str, typer.Option(help="Purchase model: bgnbd, pareto or mbgnbd.")]
+ActivityOpt = Annotated[
+    str, typer.Option(help="What counts as not churned: purchase (default) or any activity.")
+]
+
+
+def _check_choice(value: str, option: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InputError(f"{option} {value!r}: use one of {', '.join(allowed)}")
+    return value
 
 
 @command
@@ -233,6 +242,7 @@ def predict(
     as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: last day in the data).")] = None,
     horizon: Annotated[str, typer.Option(help="How far ahead: 90d, 39w ...")] = "90d",
     model: ModelOpt = "bgnbd",
+    activity: ActivityOpt = "purchase",
     out: Annotated[Path, typer.Option(help="Profile with predictions: .parquet, .csv or .xlsx.")] = Path("profiles.parquet"),
     lang: LangOpt = "en",
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
@@ -243,13 +253,16 @@ def predict(
     lang_ = _check_lang(lang)
     _check_out(out)
     days = _parse_horizon(horizon)
+    _check_choice(model, "--model", ("bgnbd", "pareto", "mbgnbd"))
+    _check_choice(activity, "--activity", ("purchase", "any"))
     ws = Workspace.open(workspace, settings=config, create=False)
     day = _parse_date(as_of, "--as-of") or ws.latest_date()
     with _progress() as progress, _warnings_as_lines():
         task = progress.add_task(f"predicting {days} days after {day}", total=3)
         frame = ws.profile(day).to_pandas()
         progress.advance(task)
-        frame = frame.merge(ws.predict(day, horizon_days=days, model=model), on="user_id", how="left")
+        predictions = ws.predict(day, horizon_days=days, model=model, activity=activity)
+        frame = frame.merge(predictions, on="user_id", how="left")
         progress.advance(task)
         ws.store.save_profiles(frame, day)
         write_table(frame, out)
@@ -265,6 +278,7 @@ def backtest(
     horizon: Annotated[str, typer.Option(help="Holdout length after the cutoff: 90d, 39w ...")] = "90d",
     model: ModelOpt = "bgnbd",
     churn_horizon: Annotated[str | None, typer.Option(help="Churn label window (default: --horizon).")] = None,
+    activity: ActivityOpt = "purchase",
     out: Annotated[Path, typer.Option(help="Folder for the plots and tables.")] = Path("backtest"),
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
     config: ConfigOpt = None,
@@ -272,11 +286,13 @@ def backtest(
     """Split history at the cutoff, predict the holdout and report honest accuracy."""
     day = _parse_date(cutoff, "--cutoff")
     days = _parse_horizon(horizon)
+    _check_choice(model, "--model", ("bgnbd", "pareto", "mbgnbd"))
+    _check_choice(activity, "--activity", ("purchase", "any"))
     ws = Workspace.open(workspace, settings=config, create=False)
     with _progress() as progress, _warnings_as_lines():
         task = progress.add_task(f"backtest {day} + {days} days", total=1)
         result = ws.backtest(
-            day, horizon_days=days, model=model, out_dir=out,
+            day, horizon_days=days, model=model, out_dir=out, activity=activity,
             churn_horizon_days=_parse_horizon(churn_horizon) if churn_horizon else None,
         )
         progress.advance(task)
@@ -311,8 +327,7 @@ def simulate(
     """Write a simulated virtual-goods shop (users, orders, items, events, touches), in chunks."""
     from userstrata.datasets import simulate_shop
 
-    if fmt not in ("parquet", "csv"):
-        raise InputError(f"--format {fmt!r}: use parquet or csv")
+    _check_choice(fmt, "--format", ("parquet", "csv"))
     out.mkdir(parents=True, exist_ok=True)
     with _progress() as progress:
         task = progress.add_task("simulating users", total=users)
@@ -337,8 +352,7 @@ def demo(
     from userstrata.datasets import load_cdnow, simulate_shop
 
     lang_ = _check_lang(lang)
-    if data not in ("shop", "cdnow"):
-        raise InputError(f"--data {data!r}: use shop or cdnow")
+    _check_choice(data, "--data", ("shop", "cdnow"))
     out.mkdir(parents=True, exist_ok=True)
     db = out / f"{data}.duckdb"
     for stale in (db, db.with_name(db.name + ".wal")):
