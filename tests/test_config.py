@@ -57,3 +57,18 @@ def test_condition_needs_exactly_one_test():
             {"name": "regular", "target_share": [0, 1]},
             {"name": "explorer", "target_share": [0, 1]},
         ]}})
+
+
+def test_engine_limits_reach_duckdb(tmp_path):
+    from userstrata.store import Store
+
+    settings = Settings.from_dict({"engine": {"memory_limit": "700MB", "threads": 1}})
+    store = Store.open(tmp_path / "ws.duckdb", settings=settings)
+    limit, threads = store.duckdb.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
+    assert threads == 1
+    assert limit.endswith("MiB") and 600 < float(limit.split()[0]) <= 700  # DuckDB reports MiB
+
+
+def test_bad_memory_limit_is_refused():
+    with pytest.raises(ConfigError, match="engine.memory_limit"):
+        Settings.from_dict({"engine": {"memory_limit": "lots'; DROP TABLE orders; --"}})

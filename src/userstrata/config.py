@@ -155,6 +155,14 @@ class IngestSettings(_Section):
     future_tolerance_hours: float = Field(24.0, ge=0)
 
 
+class EngineSettings(_Section):
+    """Limits for the embedded DuckDB engine (None = DuckDB's own default)."""
+
+    # e.g. "2GB": DuckDB spills to disk beyond it; its default is 80% of RAM (see BENCHMARKS.md)
+    memory_limit: str | None = Field(None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)$")
+    threads: int | None = Field(None, ge=1)
+
+
 class Settings(_Section):
     """All of userstrata's knobs; load with ``Settings.load()``."""
 
@@ -165,6 +173,7 @@ class Settings(_Section):
     rfm: RFMRules = RFMRules()
     profile: ProfileSettings = ProfileSettings()
     ingest: IngestSettings = IngestSettings()
+    engine: EngineSettings = EngineSettings()
 
     @field_validator("timezone")
     @classmethod

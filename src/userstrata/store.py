@@ -49,6 +49,11 @@ class Store:
         con, engine = _engine.connect(target)
         store = cls(con, engine, settings or Settings(), str(target))
         if engine == "duckdb":
+            limits = store.settings.engine
+            if limits.memory_limit:
+                con.raw_sql(f"SET memory_limit = '{limits.memory_limit}'")  # validated by Settings
+            if limits.threads:
+                con.raw_sql(f"SET threads = {int(limits.threads)}")
             store._ensure_tables()
         return store
 
