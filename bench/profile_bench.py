@@ -66,7 +66,7 @@ def run_userstrata(data: Path, repeat: int, only_rfm: bool) -> tuple[float, int]
     import ibis
 
     from userstrata.config import Settings
-    from userstrata.features import rfm_features
+    from userstrata.features import purchases, rfm_features
     from userstrata.features._time import Clock
     from userstrata.segments import build_profile
 
@@ -75,7 +75,8 @@ def run_userstrata(data: Path, repeat: int, only_rfm: bool) -> tuple[float, int]
     tables = {name: con.read_parquet(data / f"{name}.parquet") for name in ("users", "orders", "order_items", "events")}
     settings = Settings()
     if only_rfm:
-        expr = rfm_features(tables["orders"], as_of=AS_OF, clock=Clock(settings.timezone))
+        bought = purchases(tables["orders"], as_of=AS_OF, clock=Clock(settings.timezone))
+        expr = rfm_features(bought, as_of=AS_OF)
     else:
         expr = build_profile(
             users=tables["users"], orders=tables["orders"], order_items=tables["order_items"],

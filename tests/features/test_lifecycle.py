@@ -59,3 +59,28 @@ def test_events_keep_a_buyer_active_and_registration_counts_as_first_seen():
 def test_registered_never_bought_is_potential():
     got = stage(users=[("u2", "2024-06-27 04:00", "wechat", None)])
     assert got == {"u2": "potential"}
+
+
+def test_returning_window_longer_than_the_dormant_gap():
+    # window 60 days, gap 30: a return between two days inside the window must be found,
+    # and one whose gap started before the window too
+    from userstrata.config import Settings
+
+    settings = Settings.from_dict({"lifecycle": {"returning_window_days": 60}})
+    got = run_profile(settings=settings, orders=[
+        order("a1", "inside", "2024-05-05 04:00", 1.0),  # 56 days ago: in the window
+        order("a2", "inside", "2024-06-20 04:00", 1.0),  # 46-day gap, both days in the window
+        order("b1", "across", "2024-01-10 04:00", 1.0),  # long before the window
+        order("b2", "across", "2024-05-20 04:00", 1.0),  # back after 131 days, 41 days ago
+        order("b3", "across", "2024-06-10 04:00", 1.0),  # 21 days later: no new return
+        order("c1", "steady", "2024-01-10 04:00", 1.0),
+        order("c2", "steady", "2024-02-05 04:00", 1.0),
+        order("c3", "steady", "2024-03-01 04:00", 1.0),
+        order("c4", "steady", "2024-03-28 04:00", 1.0),
+        order("c5", "steady", "2024-04-25 04:00", 1.0),  # the last gap before the window: 28 days
+        order("c6", "steady", "2024-05-20 04:00", 1.0),
+        order("c7", "steady", "2024-06-15 04:00", 1.0),
+    ])
+    assert got.loc["inside", "lifecycle"] == "returning" and got.loc["inside", "days_since_return"] == 10
+    assert got.loc["across", "lifecycle"] == "returning" and got.loc["across", "days_since_return"] == 41
+    assert got.loc["steady", "lifecycle"] == "mature"

@@ -13,7 +13,7 @@ from userstrata.segments import tier_shares
 
 START = dt.datetime(2023, 9, 1)
 users = st.sampled_from([f"u{i}" for i in range(12)])
-moments = st.integers(0, 330 * 24).map(lambda h: START + dt.timedelta(hours=h))
+moments = st.integers(200 * 24, 303 * 24).map(lambda h: START + dt.timedelta(hours=h))
 orders = st.lists(
     st.tuples(users, moments, st.integers(0, 50_000).map(lambda c: c / 100), st.booleans(),
               st.sampled_from(["paid", "refunded", "cancelled"])),
@@ -58,6 +58,25 @@ def test_every_user_has_one_stage_tier_and_cell(orders, events):
     days = frame.groupby("user_id").day.nunique()
     for user, n in days.items():
         assert got.loc[user, "frequency"] == n - 1
+    # lifecycle against a brute-force reading of the rules (DESIGN.md defaults)
+    active: dict[str, set] = {}
+    for u, ts, _a, _r, status in orders:
+        if status != "cancelled" and local(ts) <= AS_OF:
+            active.setdefault(u, set()).add(local(ts))
+    for u, ts, _ in events:
+        if local(ts) <= AS_OF:
+            active.setdefault(u, set()).add(local(ts))
+    for u, days_set in active.items():
+        days_sorted = sorted(days_set)
+        inactive = (AS_OF - days_sorted[-1]).days
+        tenure = (AS_OF - days_sorted[0]).days
+        returned = any((d - p).days > 30 and (AS_OF - d).days <= 30 for p, d in zip(days_sorted, days_sorted[1:]))
+        expected_stage = (
+            "churned" if inactive > 90 else "dormant" if inactive > 30 else "potential" if u not in buyers_seen
+            else "returning" if returned else "new" if tenure <= 7 else "growth" if tenure <= 30 else "mature"
+        )
+        assert got.loc[u, "lifecycle"] == expected_stage, u
+
     buyers = got[got.orders > 0]
     for col in ("rfm_r", "rfm_f", "rfm_m"):
         assert buyers[col].between(1, 5).all()

@@ -7,6 +7,7 @@ import datetime as dt_
 import ibis
 import ibis.expr.types as ir
 
+from userstrata import _engine
 from userstrata.features._time import Clock
 from userstrata.schema import NON_PURCHASE_STATUSES
 
@@ -28,16 +29,17 @@ def purchases(orders: ir.Table, *, as_of: dt_.date, clock: Clock) -> ir.Table:
 
 
 def rfm_features(
-    orders: ir.Table, *, as_of: dt_.date, clock: Clock, monetary_window_days: int | None = None
+    purchases: ir.Table, *, as_of: dt_.date, monetary_window_days: int | None = None
 ) -> ir.Table:
     """One row per buyer: first/last order, ``frequency`` (repeat purchase days), ``orders``,
     ``monetary`` (net spend in the window), ``aov``, ``refund_rate`` and ``recency_days``.
 
     Several orders on one local day are one purchase occasion (Fader, Hardie & Lee 2005),
     so ``frequency`` = distinct purchase days - 1. ``refund_rate`` is the share of orders
-    with a refund (退款率 as shops report it).
+    with a refund (退款率 as shops report it). ``purchases`` is the output of
+    :func:`purchases` for the same ``as_of`` (computed once and shared by the profile).
     """
-    p = purchases(orders, as_of=as_of, clock=clock)
+    p = purchases
     if monetary_window_days:
         p = p.mutate(in_window=p.order_date > as_of - dt_.timedelta(days=monetary_window_days))
     else:
@@ -56,7 +58,7 @@ def rfm_features(
     )
     return per_user.mutate(
         frequency=per_user.order_days - 1,
-        recency_days=clock.days_before(per_user.last_order_date, as_of),
+        recency_days=_engine.days_between(per_user.last_order_date, as_of),
         # money is rounded to cents so that ranks do not depend on float summation order
         monetary=per_user.monetary.round(2),
         aov=ibis.ifelse(

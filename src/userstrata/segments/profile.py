@@ -39,9 +39,7 @@ def build_profile(
     """
     clock = Clock(settings.timezone, engine)
     bought = purchases(orders, as_of=as_of, clock=clock)
-    rfm = rfm_features(
-        orders, as_of=as_of, clock=clock, monetary_window_days=settings.profile.monetary_window_days
-    )
+    rfm = rfm_features(bought, as_of=as_of, monetary_window_days=settings.profile.monetary_window_days)
     engagement = engagement_features(
         events,
         as_of=as_of,
