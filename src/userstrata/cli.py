@@ -160,20 +160,19 @@ def load(
         console.print(f"ignored columns: {', '.join(report.ignored_columns)}")
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
-    if report.rows_rejected:
-        console.print(f"[yellow]{report.rows_rejected:,} rows rejected[/]: see `userstrata rejects --workspace {workspace}`")
 
 
 @command
 def rejects(
     table: Annotated[str | None, typer.Option(help="Only this table.")] = None,
+    load_id: Annotated[str | None, typer.Option("--load", help="Only this load (its id is printed by `load`).")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
     out: Annotated[Path | None, typer.Option(help="Write all matching rejects to a CSV/Parquet/XLSX file.")] = None,
     workspace: WorkspaceOpt = Path(DEFAULT_WORKSPACE),
 ) -> None:
     """List rows that were rejected on load: file, row, column and why."""
     ws = Workspace.open(workspace, create=False)
-    frame = ws.rejects(table=table, limit=None if out else limit)
+    frame = ws.rejects(table=table, load_id=load_id, limit=None if out else limit)
     ws.close()
     if out:
         write_table(frame, out)
@@ -182,12 +181,15 @@ def rejects(
     if frame.empty:
         console.print("no rejected rows")
         return
-    view = Table(title="rejected rows")
-    for col in ("table_name", "file", "row_number", "column_name", "value", "reason"):
-        view.add_column(col)
+    view = Table(title="rejected rows (the reason quotes the value)")
+    columns = {"table_name": "table", "file": "file", "row_number": "row", "column_name": "column", "reason": "reason"}
+    for col, heading in columns.items():
+        view.add_column(heading, ratio=4 if col == "reason" else None, overflow="fold")
     for row in frame.itertuples():
-        view.add_row(*(str(getattr(row, c)) for c in ("table_name", "file", "row_number", "column_name", "value", "reason")))
+        view.add_row(*(str(getattr(row, c)) for c in columns))
     console.print(view)
+    if not out and len(frame) == limit:
+        console.print(f"showing the first {limit}; --limit N for more, --out FILE for all")
 
 
 @command
