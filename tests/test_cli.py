@@ -142,6 +142,13 @@ def test_predict_writes_predictions_into_the_profile(tmp_path, cdnow_ws):
     assert (frame.clv_low <= frame.clv + 1e-9).all() and (frame.clv <= frame.clv_high + 1e-9).all()
     # the churn classifier needs history before as_of - horizon (1996-12-31): none, so a warning
     assert "warning" in result.output
+    # and the snapshot in the workspace carries the predictions too
+    from userstrata import Workspace
+
+    with Workspace.open(cdnow_ws, create=False) as ws:
+        snap = ws.table("profiles").to_pandas()
+    assert {"p_alive", "clv", "churn_probability"} <= set(snap.columns)
+    assert len(snap[snap.as_of == pd.Timestamp("1997-09-30")]) == 2357
 
 
 def test_backtest_reports_accuracy_and_plots(tmp_path, cdnow_ws):

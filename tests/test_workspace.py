@@ -1,0 +1,44 @@
+"""The Workspace facade: open, load, lazy profile on the engine, snapshots."""
+
+import datetime as dt
+
+import pytest
+
+from userstrata import Workspace
+from userstrata.datasets import load_cdnow
+from userstrata.errors import NotFoundError
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ws") / "cdnow.duckdb"
+    ws = Workspace.open(path)
+    ws.load_frame("orders", load_cdnow(sample=True), source="CDNOW_sample")
+    yield ws
+    ws.close()
+
+
+def test_profile_is_lazy_and_runs_on_the_engine(ws):
+    profile = ws.profile(as_of=dt.date(1997, 9, 30))
+    assert type(profile).__module__.startswith("ibis")
+    polars = profile.filter(profile.orders > 0).to_polars()
+    assert polars.height == 2357  # every sample customer bought in Jan-Mar 1997
+    assert ws.latest_date() == dt.date(1998, 6, 30)
+
+
+def test_snapshots_replace_the_same_day_and_keep_others(ws):
+    first = ws.save_profile(dt.date(1997, 9, 30))
+    again = ws.save_profile(dt.date(1997, 9, 30))
+    later = ws.save_profile(dt.date(1998, 6, 30))
+    counts = ws.table("profiles").group_by("as_of").agg(n=ws.table("profiles").count()).to_pandas()
+    assert first == again == later == 2357
+    assert sorted(counts["n"]) == [2357, 2357]
+
+
+def test_opening_a_missing_workspace_without_create(tmp_path):
+    with pytest.raises(NotFoundError, match="nope.duckdb does not exist") as err:
+        Workspace.open(tmp_path / "nope.duckdb", create=False)
+    assert "userstrata init" in err.value.hint
+    assert not (tmp_path / "nope.duckdb").exists()
+    with pytest.raises(NotFoundError, match="no orders or events"):
+        Workspace.open(tmp_path / "empty.duckdb").latest_date()
