@@ -17,6 +17,7 @@ from userstrata.errors import ConfigError
 # the signals that make up value_score; recency counts inversely (recent = valuable)
 _SCORE_PARTS = ("frequency", "monetary", "recency_days", "interaction_depth")
 _LOWER_IS_BETTER = frozenset({"recency_days", "inactive_days"})
+_SHARE_PREFIX = "_share_at_or_above_"
 
 
 def _share_at_or_above(col: ir.NumericValue, *, higher_is_better: bool = True) -> ir.FloatingValue:
@@ -63,8 +64,7 @@ def _condition(profile: ir.Table, cond: Condition) -> tuple[ir.BooleanValue, ir.
         )
     col = profile[cond.feature]
     if cond.top is not None:
-        better_high = cond.feature not in _LOWER_IS_BETTER
-        share = _share_at_or_above(col.fill_null(0 if better_high else 10**9), higher_is_better=better_high)
+        share = profile[_SHARE_PREFIX + cond.feature]  # computed once per feature by assign_tiers
         pct = (share * 100).ceil().cast("int64").cast("string")
         label = cond.feature.replace("_", " ")
         return (share <= cond.top) & col.notnull(), ibis.literal(f"{label} in top ") + pct + "%"
@@ -84,8 +84,23 @@ def _join(texts: list[ir.StringValue]) -> ir.StringValue:
     return out
 
 
+def _top_shares(profile: ir.Table, rules: TierRules) -> ir.Table:
+    """One share-at-or-above column per feature used in a ``top`` condition: each window
+    (a sort of all users) runs once however many rules use that feature."""
+    shares = {}
+    for feature in sorted({c.feature for t in rules.tiers for r in t.rules for c in r.when if c.top is not None}):
+        if feature not in profile.columns:
+            continue  # reported by _condition with the list of usable features
+        better_high = feature not in _LOWER_IS_BETTER
+        col = profile[feature].fill_null(0 if better_high else 10**9)
+        shares[_SHARE_PREFIX + feature] = _share_at_or_above(col, higher_is_better=better_high)
+    return profile.mutate(**shares) if shares else profile
+
+
 def assign_tiers(profile: ir.Table, *, rules: TierRules) -> ir.Table:
     """Add ``tier`` and ``tier_reason`` by the first matching rule, top tier first."""
+    columns = profile.columns
+    profile = _top_shares(profile, rules)
     branches: list[tuple[ir.BooleanValue, str, ir.StringValue]] = []
     for spec in rules.tiers:
         for rule in spec.rules:
@@ -111,10 +126,10 @@ def assign_tiers(profile: ir.Table, *, rules: TierRules) -> ir.Table:
         + " days ago; below the rules of higher tiers",
     )
     if not branches:
-        return profile.mutate(tier=ibis.literal(fallback), tier_reason=fallback_reason)
+        return profile.mutate(tier=ibis.literal(fallback), tier_reason=fallback_reason).select(*columns, "tier", "tier_reason")
     tier = ibis.cases(*[(m, name) for m, name, _ in branches], else_=fallback)
     reason = ibis.cases(*[(m, text) for m, _, text in branches], else_=fallback_reason)
-    return profile.mutate(tier=tier, tier_reason=reason)
+    return profile.mutate(tier=tier, tier_reason=reason).select(*columns, "tier", "tier_reason")
 
 
 def tier_shares(profile: pd.DataFrame, rules: TierRules) -> pd.DataFrame:
