@@ -294,17 +294,17 @@ def _targets(rows: list[dict]) -> list[str]:
 
     us_c, us_1m, us_10m, lt_1m = row("cdnow", "userstrata"), row("1000000", "userstrata"), row("10000000", "userstrata"), row("1000000", "lifetimes")
     lines = []
-    lines.append(f"- CDNOW fit < 10 ms in-process: " + (
+    lines.append("- CDNOW fit < 10 ms in-process: " + (
         f"{_fmt_s(us_c['seconds'])} -> {met(us_c['seconds'] < TARGETS['cdnow_s'])}" if us_c else "n/a"))
-    lines.append(f"- 1M fit < 0.6 s: " + (
+    lines.append("- 1M fit < 0.6 s: " + (
         f"{_fmt_s(us_1m['seconds'])} -> {met(us_1m['seconds'] < TARGETS['1M_s'])}" if us_1m else "n/a"))
     lines.append(
-        f"- 10M fit < 3 s with peak memory < 1 GiB: "
+        "- 10M fit < 3 s with peak memory < 1 GiB: "
         + (f"{_fmt_s(us_10m['seconds'])}, peak {us_10m['peak_mb']:.0f} MB -> "
            f"{met(us_10m['seconds'] < TARGETS['10M_s'] and us_10m['peak_mb'] < TARGETS['10M_peak_mb'])}"
            if us_10m else "n/a"))
     lines.append(
-        f"- >= 15x faster than lifetimes at 1M, params within 1e-4 relative: "
+        "- >= 15x faster than lifetimes at 1M, params within 1e-4 relative: "
         + (f"{lt_1m['times_userstrata']:.1f}x, max rel diff {lt_1m['max_rel_diff']:.1e} -> "
            f"{met(lt_1m['times_userstrata'] >= TARGETS['speedup_1M'] and lt_1m['max_rel_diff'] < TARGETS['rel_1M'])}"
            if lt_1m and "times_userstrata" in lt_1m else "n/a"))

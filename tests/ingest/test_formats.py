@@ -12,7 +12,7 @@ import pytest
 from userstrata.errors import InputError
 from userstrata.ingest import detect_encoding, load_file, load_frame
 
-from .conftest import assert_adds_up, rows, write_csv
+from .conftest import rows, write_csv
 
 HEADER = ["order_id", "user_id", "ts", "amount"]
 # Shanghai is UTC+8 all year: 10:00 local is 02:00 UTC

@@ -17,7 +17,6 @@ Two questions, each answered without leakage:
 from __future__ import annotations
 
 import datetime as dt_
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,13 +28,13 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from userstrata.config import Settings
-from userstrata.errors import InputError, UserstrataError
+from userstrata.errors import InputError
 from userstrata.features import purchases
 from userstrata.features._time import Clock
 from userstrata.models.churn import churn_labels
 from userstrata.models.next_purchase import probability_purchase_within
 from userstrata.models.plots import plot_calibration, plot_frequency_conditional
-from userstrata.models.predict import Execute, fit_churn_model, model_inputs
+from userstrata.models.predict import Execute, churn_inputs, churn_model_at, model_inputs
 
 __all__ = ["BacktestResult", "backtest", "holdout_purchase_days"]
 
@@ -195,24 +194,12 @@ def backtest(
     per_user["churned"] = labels.reindex(per_user.index).astype(bool)
     per_user["churn_probability"] = np.nan
 
-    train_date = cutoff - dt_.timedelta(days=int(churn_h))
-    try:
-        train = model_inputs(**tables, as_of=train_date, settings=settings, engine=engine, execute=execute, model=model)
-        if len(train.profile) == 0:
-            raise InputError(f"no users on or before {train_date}")
-        churn = fit_churn_model(
-            train, orders=orders, events=events, horizon_days=churn_h, settings=settings,
-            engine=engine, execute=execute, activity=activity, random_state=random_state,
-        )
-        features = calib.features
-        if "p_alive" in churn.feature_names_ and "p_alive" not in features.columns:
-            features = features.assign(p_alive=np.nan)
-        per_user["churn_probability"] = churn.predict_proba(features[churn.feature_names_])
-    except UserstrataError as exc:
-        warnings.warn(
-            f"churn classifier not evaluated: it trains on {train_date} -> {cutoff} and could not ({exc})",
-            stacklevel=2,
-        )
+    churn = churn_model_at(
+        tables, as_of=cutoff, horizon_days=churn_h, settings=settings, engine=engine,
+        execute=execute, model=model, activity=activity, random_state=random_state,
+    )
+    if churn is not None:
+        per_user["churn_probability"] = churn.predict_proba(churn_inputs(churn, calib.features))
 
     y_all = per_user["churned"].to_numpy()
     b = per_user["is_buyer"].to_numpy()

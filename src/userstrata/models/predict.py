@@ -215,6 +215,48 @@ def _clv_without_spend_model(purchase_model, summary, spend, months, discount_ra
     return spend * (discount @ np.diff(cumulative, axis=0))
 
 
+def churn_model_at(
+    tables: dict[str, ir.Table],
+    *,
+    as_of: dt_.date,
+    horizon_days: int,
+    settings: Settings,
+    engine: str,
+    execute: Execute,
+    model: str = "bgnbd",
+    activity: Literal["purchase", "any"] = "purchase",
+    random_state=0,
+) -> ChurnModel | None:
+    """The classifier for scoring on ``as_of``: trained on features as of ``as_of - horizon_days``
+    with labels from ``(as_of - horizon_days, as_of]``, so nothing after ``as_of`` is used.
+
+    None, with a warning, when there is no history to train on before ``as_of - horizon_days``.
+    """
+    train_date = as_of - dt_.timedelta(days=int(horizon_days))
+    try:
+        train = model_inputs(**tables, as_of=train_date, settings=settings, engine=engine, execute=execute, model=model)
+        if len(train.profile) == 0:
+            raise InputError(f"no users on or before {train_date}")
+        return fit_churn_model(
+            train, orders=tables["orders"], events=tables["events"], horizon_days=horizon_days, settings=settings,
+            engine=engine, execute=execute, activity=activity, random_state=random_state,
+        )
+    except UserstrataError as exc:
+        warnings.warn(
+            f"no churn probabilities: the classifier trains on {train_date} -> {as_of} and could not ({exc})",
+            stacklevel=3,
+        )
+        return None
+
+
+def churn_inputs(churn: ChurnModel, features: pd.DataFrame) -> pd.DataFrame:
+    """``features`` in the classifier's column order; without BTYD today p_alive is NaN,
+    as for users who never bought."""
+    if "p_alive" in churn.feature_names_ and "p_alive" not in features.columns:
+        features = features.assign(p_alive=np.nan)
+    return features[churn.feature_names_]
+
+
 def predict(
     *,
     users: ir.Table,
@@ -298,26 +340,12 @@ def predict(
         out.loc[buyers, "next_purchase_within_horizon"] = nxt["next_purchase_within_horizon"].to_numpy()
 
     # -- churn classifier (every profiled user) ----------------------------------------------
-    churn = None
-    train_date = as_of - dt_.timedelta(days=int(horizon_days))
-    try:
-        train = model_inputs(**tables, as_of=train_date, settings=settings, engine=engine, execute=execute, model=model)
-        if len(train.profile) == 0:
-            raise InputError(f"no users before {train_date}")
-        churn = fit_churn_model(
-            train, orders=orders, events=events, horizon_days=horizon_days, settings=settings,
-            engine=engine, execute=execute, activity=activity, random_state=random_state,
-        )
-    except UserstrataError as exc:
-        warnings.warn(
-            f"no churn probabilities: the classifier trains on {train_date} -> {as_of} and could not ({exc})",
-            stacklevel=2,
-        )
+    churn = churn_model_at(
+        tables, as_of=as_of, horizon_days=horizon_days, settings=settings, engine=engine,
+        execute=execute, model=model, activity=activity, random_state=random_state,
+    )
     if churn is not None:
-        features = now.features
-        if "p_alive" in churn.feature_names_ and "p_alive" not in features.columns:
-            features = features.assign(p_alive=np.nan)  # no BTYD today: treated like never-buyers
-        features = features[churn.feature_names_]
+        features = churn_inputs(churn, now.features)
         out["churn_probability"] = churn.predict_proba(features)
         out["churn_reasons"] = churn.reasons(features, top=3)
     return out.reset_index()[list(PREDICTION_COLUMNS)]
