@@ -83,6 +83,22 @@ def check_encoding(encoding: str) -> str:
         ) from None
 
 
+def open_text(path: Path, encoding: str | None, *, name: str) -> tuple[str, str]:
+    """The encoding of a text file (detected, or ``encoding`` checked against its start) and
+    its first ~1 MB as text without a BOM, for sniffing the header and format."""
+    sample, complete = read_sample(path)
+    if encoding is None:
+        encoding = _detect(sample, complete=complete, name=name)
+    else:
+        encoding = check_encoding(encoding)
+        if not _decodes(sample, encoding, complete=complete):
+            raise InputError(
+                f"{name}: cannot decode the file as {encoding} (bytes that are not {encoding} near the start)",
+                hint="leave out --encoding to detect it, or pass the right one (utf-8, gb18030, utf-16)",
+            )
+    return encoding, decode_sample(sample, encoding).lstrip("\ufeff")
+
+
 def decode_sample(sample: bytes, encoding: str) -> str:
     """The sample as text, for sniffing only (a cut or bad character is replaced, not fatal)."""
     return codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample, final=False)

@@ -29,14 +29,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from userstrata.errors import InputError
-from userstrata.ingest.encoding import (
-    _decodes,
-    _detect,
-    check_encoding,
-    decode_sample,
-    read_sample,
-    sniff_delimiter,
-)
+from userstrata.ingest.encoding import open_text, sniff_delimiter
 from userstrata.ingest.mapping import unique_names
 
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
@@ -195,18 +188,7 @@ class CsvReader:
     def __init__(self, path: Path, *, encoding: str | None, chunk_rows: int):
         self.path, self.chunk_rows = path, chunk_rows
         self.display = path.name
-        sample, complete = read_sample(path)
-        if encoding is None:
-            self.encoding = _detect(sample, complete=complete, name=self.display)
-        else:
-            self.encoding = check_encoding(encoding)
-            if not _decodes(sample, self.encoding, complete=complete):
-                raise InputError(
-                    f"{self.display}: cannot decode the file as {self.encoding} (bytes that are not {self.encoding} "
-                    "near the start)",
-                    hint="leave out --encoding to detect it, or pass the right one (utf-8, gb18030, utf-16)",
-                )
-        text = decode_sample(sample, self.encoding).lstrip("\ufeff")
+        self.encoding, text = open_text(path, encoding, name=self.display)
         if not text.strip():
             raise InputError(f"{self.display} is empty")
         self.delimiter = "\t" if path.suffix.lower() == ".tsv" else sniff_delimiter(text)
@@ -502,14 +484,8 @@ class JsonLinesReader:
     def __init__(self, path: Path, *, encoding: str | None, chunk_rows: int):
         self.path, self.chunk_rows, self.display = path, chunk_rows, path.name
         self.warnings: list[str] = []
-        sample, complete = read_sample(path)
-        if encoding is None:
-            self.encoding = _detect(sample, complete=complete, name=self.display)
-        else:
-            self.encoding = check_encoding(encoding)
-            if not _decodes(sample, self.encoding, complete=complete):
-                raise InputError(f"{self.display}: cannot decode the file as {self.encoding}")
-        text = decode_sample(sample, self.encoding).lstrip("\ufeff").lstrip()
+        self.encoding, text = open_text(path, encoding, name=self.display)
+        text = text.lstrip()
         if not text:
             raise InputError(f"{self.display} is empty")
         self.is_array = text.startswith("[")
