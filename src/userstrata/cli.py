@@ -260,11 +260,8 @@ def predict(
     ws = Workspace.open(workspace, settings=config, create=False)
     day = _parse_date(as_of, "--as-of") or ws.latest_date()
     with _progress() as progress, _warnings_as_lines():
-        task = progress.add_task(f"predicting {days} days after {day}", total=3)
-        frame = ws.profile(day).to_pandas()
-        progress.advance(task)
-        predictions = ws.predict(day, horizon_days=days, model=model, activity=activity)
-        frame = frame.merge(predictions, on="user_id", how="left")
+        task = progress.add_task(f"predicting {days} days after {day}", total=2)
+        frame = ws.predict(day, horizon_days=days, model=model, activity=activity, with_profile=True)
         progress.advance(task)
         ws.store.save_profiles(frame, day)
         write_table(frame, out)
@@ -375,11 +372,9 @@ def demo(
                     ws.load(name, files[name])
                     progress.advance(task)
         as_of = ws.latest_date()
-        task = progress.add_task("profile and predictions", total=2)
-        frame = ws.profile(as_of).to_pandas()
-        progress.advance(task)
+        task = progress.add_task("profile and predictions", total=1)
         with _warnings_as_lines():
-            frame = frame.merge(ws.predict(as_of, horizon_days=horizon), on="user_id", how="left")
+            frame = ws.predict(as_of, horizon_days=horizon, with_profile=True)
         ws.store.save_profiles(frame, as_of)
         path = out / "profiles.parquet"
         write_table(frame, path)

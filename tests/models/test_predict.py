@@ -124,3 +124,13 @@ def test_a_degenerate_fit_warns():
         out = predict(**tables, as_of=AS_OF, horizon_days=30, settings=Settings(), engine="duckdb",
                       execute=_con().execute)
     assert len(out) == 30 and out["churn_probability"].notna().all()
+
+
+def test_with_profile_puts_the_profile_columns_first(shop, predicted):
+    plain, profile = predicted
+    con = _con()
+    both = predict(**shop, as_of=AS_OF, horizon_days=HORIZON, settings=Settings(), engine="duckdb",
+                   execute=con.execute, with_profile=True)
+    assert list(both.columns) == ["user_id", *profile.columns, *PREDICTION_COLUMNS[1:]]
+    pd.testing.assert_frame_equal(both[list(PREDICTION_COLUMNS)], plain, check_dtype=False)
+    pd.testing.assert_frame_equal(both.set_index("user_id")[list(profile.columns)], profile, check_dtype=False)

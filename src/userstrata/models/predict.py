@@ -271,8 +271,10 @@ def predict(
     model: Literal["bgnbd", "pareto", "mbgnbd"] = "bgnbd",
     random_state=0,
     activity: Literal["purchase", "any"] = "purchase",
+    with_profile: bool = False,
 ) -> pd.DataFrame:
-    """One row per profiled user as of ``as_of`` with the model predictions over ``horizon_days``.
+    """One row per profiled user as of ``as_of`` with the model predictions over ``horizon_days``
+    (after the profile's own columns with ``with_profile``: it is computed here anyway).
 
     Columns (``PREDICTION_COLUMNS``):
 
@@ -348,4 +350,5 @@ def predict(
         features = churn_inputs(churn, now.features)
         out["churn_probability"] = churn.predict_proba(features)
         out["churn_reasons"] = churn.reasons(features, top=3)
-    return out.reset_index()[list(PREDICTION_COLUMNS)]
+    out = out.reset_index()[list(PREDICTION_COLUMNS)]
+    return now.profile.reset_index().merge(out, on="user_id", how="left") if with_profile else out
