@@ -53,7 +53,16 @@ _LABELS: dict[str, dict[str, str]] = {
 }
 
 
+# Each area keeps its own section, merged below: profile reasons (segments), churn reasons
+# (models), column headers of exported files, ingest messages.
+_PROFILE: dict[str, dict[str, str]] = {}
+_CHURN: dict[str, dict[str, str]] = {}
+_COLUMNS: dict[str, dict[str, str]] = {}
+_INGEST: dict[str, dict[str, str]] = {}
+_ALL: dict[str, dict[str, str]] = {**_LABELS, **_PROFILE, **_CHURN, **_COLUMNS, **_INGEST}
+
+
 def label(key: str, lang: Lang = "en") -> str:
     """The label of ``key`` in ``lang``; unknown keys come back unchanged."""
-    entry = _LABELS.get(key)
+    entry = _ALL.get(key)
     return entry[lang] if entry else key

@@ -151,9 +151,23 @@ LOADS_SCHEMA = ibis.schema(
     }
 )
 
-# Order statuses that are not purchases (an unpaid or cancelled order never happened
-# for value purposes). Anything else, refunded included, is a purchase; refunds are netted.
-NON_PURCHASE_STATUSES = ("cancelled", "canceled", "failed", "pending", "unpaid", "closed")
+# Canonical order statuses. Ingest maps every source status (交易成功, 已关闭, TRADE_CLOSED...)
+# to one of these (ingest/vocab.py, extended by [ingest.status_map]); a value it cannot map
+# is rejected with its count reported, never counted as a purchase.
+ORDER_STATUSES = (
+    "paid", "completed", "refunding", "partially_refunded", "refunded", "cancelled", "awaiting_payment",
+)  # fmt: skip
+# Purchases: the order was paid. Refunds are netted by amount and date, so a refunded order
+# still happened; an unpaid or closed order never did.
+PURCHASE_STATUSES = ("paid", "completed", "refunding", "partially_refunded", "refunded")
+NON_PURCHASE_STATUSES = ("cancelled", "awaiting_payment")
+
+# Canonical event names. Source names (浏览, 加购, 签到, 观看...) are mapped at load time
+# (ingest/vocab.py, extended by [ingest.event_map]); other names are kept as they come.
+EVENT_NAMES = (
+    "page_view", "search", "add_to_cart", "checkout", "purchase", "checkin", "share", "review",
+    "post", "comment", "like", "favorite", "invite", "use", "watch", "redeem", "login", "register",
+)  # fmt: skip
 
 PROFILE_COLUMNS = (
     "user_id",

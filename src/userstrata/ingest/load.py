@@ -75,6 +75,8 @@ def load_file(
     *,
     mapping: dict[str, str] | None = None,
     encoding: str | None = None,
+    header_row: int | None = None,
+    sheet: str | None = None,
     progress: Progress | None = None,
 ) -> LoadReport:
     """Load the file at ``path`` into the canonical ``table`` of ``store``.
@@ -91,6 +93,11 @@ def load_file(
         {canonical_column: source_column}, for columns the built-in synonyms do not find.
     encoding
         For text files; detected when left out (UTF-8, UTF-8 with BOM, UTF-16, GB18030).
+    header_row
+        The row (1-based, as a spreadsheet shows it) that holds the column names; found
+        automatically when left out (title lines above the header are skipped).
+    sheet
+        For workbooks: the sheet to read; by default the first sheet that looks like data.
     progress
         Called with the number of rows of each chunk once the chunk is processed.
 
@@ -109,15 +116,8 @@ def load_file(
     fmt = readers.file_format(path)
     if path.stat().st_size == 0:
         raise InputError(f"{path.name} is empty")
-    chunk_rows = store.settings.ingest.chunk_rows
-    if fmt == "csv":
-        reader = readers.CsvReader(path, encoding=encoding, chunk_rows=chunk_rows)
-    elif fmt == "jsonl":
-        reader = readers.JsonLinesReader(path, encoding=encoding, chunk_rows=chunk_rows)
-    elif fmt == "xlsx":
-        reader = readers.ExcelReader(path, chunk_rows=chunk_rows)
-    else:
-        reader = readers.ParquetReader(path, chunk_rows=chunk_rows)
+    reader = readers.open_reader(path, fmt, encoding=encoding, header_row=header_row, sheet=sheet,
+                                 chunk_rows=store.settings.ingest.chunk_rows)
     return _load(store, spec, reader, file=str(path), display=path.name, sha256=_sha256(path),
                  mapping=mapping, progress=progress)
 

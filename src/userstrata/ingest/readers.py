@@ -79,6 +79,18 @@ def file_format(path: Path) -> str:
     )
 
 
+def open_reader(path: Path, fmt: str, *, encoding: str | None, header_row: int | None, sheet: str | None,
+                chunk_rows: int):
+    """The reader for ``path`` of format ``fmt`` (see ``file_format``)."""
+    if fmt == "csv":
+        return CsvReader(path, encoding=encoding, chunk_rows=chunk_rows)
+    if fmt == "jsonl":
+        return JsonLinesReader(path, encoding=encoding, chunk_rows=chunk_rows)
+    if fmt == "xlsx":
+        return ExcelReader(path, chunk_rows=chunk_rows)
+    return ParquetReader(path, chunk_rows=chunk_rows)
+
+
 def _row_numbers(start: int, n: int) -> pa.Array:
     return pa.array(np.arange(start, start + n, dtype=np.int64))
 
