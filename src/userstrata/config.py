@@ -5,6 +5,7 @@ Functions receive the slice they need (``rules=settings.lifecycle``) and never r
 
 from __future__ import annotations
 
+import datetime as dt_
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from userstrata.errors import ConfigError
-from userstrata.schema import TIERS
+from userstrata.schema import ORDER_STATUSES, TIERS
 
 CONFIG_FILE = "userstrata.toml"
 
@@ -141,7 +142,7 @@ class ProfileSettings(_Section):
     interaction_events: list[str] = Field(
         default_factory=lambda: [
             "add_to_cart", "checkin", "share", "review", "post", "comment", "like",
-            "favorite", "use", "invite",
+            "favorite", "use", "watch", "redeem", "invite",
         ]
     )
     community_events: list[str] = Field(
@@ -153,6 +154,32 @@ class IngestSettings(_Section):
     chunk_rows: int = Field(200_000, ge=1)  # rows per streamed chunk: bounds memory on big files
     # timestamps more than this far in the future (clock skew allowance) are rejected
     future_tolerance_hours: float = Field(24.0, ge=0)
+    # timestamps before this day are rejected: Excel's zero date 1899-12-30 and epoch 0 are
+    # blanks in disguise (CDNOW starts in 1997, so the default leaves room for old data)
+    earliest_date: dt_.date = dt_.date(1990, 1, 1)
+    # source status -> canonical status; extends (and overrides) the built-in vocabulary
+    status_map: dict[str, str] = Field(default_factory=dict)
+    # source event name -> canonical event name; extends the built-in vocabulary
+    event_map: dict[str, str] = Field(default_factory=dict)
+    # other currency -> units of the shop currency (e.g. USD = 7.1); rows in a currency
+    # without a rate are rejected rather than summed with the shop's own money
+    currency_rates: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("status_map")
+    @classmethod
+    def _known_statuses(cls, v: dict[str, str]) -> dict[str, str]:
+        for source, status in v.items():
+            if status not in ORDER_STATUSES:
+                raise ValueError(f"{source!r} = {status!r}: status must be one of {', '.join(ORDER_STATUSES)}")
+        return v
+
+    @field_validator("currency_rates")
+    @classmethod
+    def _positive_rates(cls, v: dict[str, float]) -> dict[str, float]:
+        for code, rate in v.items():
+            if not rate > 0:
+                raise ValueError(f"{code} = {rate}: a rate must be a positive number")
+        return {code.upper(): rate for code, rate in v.items()}
 
 
 class EngineSettings(_Section):

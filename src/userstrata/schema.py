@@ -63,6 +63,9 @@ ORDER_ITEMS = TableSpec(
     ibis.schema(
         {
             "order_id": dt.string,
+            # the line's place in its order (1, 2, ...): the same product twice in one order is
+            # two lines; numbered in file order when the export has no line column
+            "line_no": dt.int64,
             "sku": dt.string,
             "category": dt.string,
             "quantity": dt.int64,
@@ -70,7 +73,7 @@ ORDER_ITEMS = TableSpec(
         }
     ),
     required=("order_id", "sku", "price"),
-    key=("order_id", "sku"),
+    key=("order_id", "line_no"),
     defaults={"quantity": 1},
 )
 
@@ -133,6 +136,7 @@ REJECTS_SCHEMA = ibis.schema(
         "reason": dt.string,
         "raw": dt.string,  # the whole input row as JSON, so nothing is lost
         "loaded_at": TS,
+        "reason_zh": dt.string,
     }
 )
 
@@ -144,12 +148,21 @@ LOADS_SCHEMA = ibis.schema(
         "file_sha256": dt.string,
         "encoding": dt.string,
         "rows_read": dt.int64,
-        "rows_accepted": dt.int64,
+        "rows_inserted": dt.int64,
+        "rows_updated": dt.int64,
+        "rows_unchanged": dt.int64,
         "rows_rejected": dt.int64,
-        "rows_duplicate": dt.int64,
         "loaded_at": TS,
+        "undone_at": TS,  # set by `unload`; the load's rows are gone, its record stays
+        "notes": dt.string,  # JSON: per-table counts and how amounts were read
     }
 )
+
+# Every canonical table carries the load that wrote each row's current version; the
+# versions a later load replaced are kept in ``<table>_versions`` (same columns plus
+# ``superseded_by`` and ``superseded_at``), so a load can be undone exactly.
+LOAD_ID = "load_id"
+VERSIONS_SUFFIX = "_versions"
 
 # Canonical order statuses. Ingest maps every source status (交易成功, 已关闭, TRADE_CLOSED...)
 # to one of these (ingest/vocab.py, extended by [ingest.status_map]); a value it cannot map

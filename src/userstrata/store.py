@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
@@ -20,9 +21,10 @@ import pyarrow as pa
 from userstrata import _engine
 from userstrata.config import Settings
 from userstrata.errors import InputError, NotFoundError
-from userstrata.schema import CANONICAL, LOADS_SCHEMA, REJECTS_SCHEMA
+from userstrata.schema import CANONICAL, LOAD_ID, LOADS_SCHEMA, REJECTS_SCHEMA, VERSIONS_SUFFIX
 
 BOOKKEEPING = {"rejects": REJECTS_SCHEMA, "loads": LOADS_SCHEMA}
+_SQL_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE", "timestamp": "TIMESTAMP"}
 PROFILES = "profiles"
 
 
@@ -59,13 +61,23 @@ class Store:
 
     # -- tables ---------------------------------------------------------------------------
     def _ensure_tables(self) -> None:
+        """Create missing tables; add columns that newer versions introduced to older workspaces."""
         existing = set(self.con.list_tables())
+        wanted: dict[str, ibis.Schema] = dict(BOOKKEEPING)
         for spec in CANONICAL.values():
-            if spec.name not in existing:
-                self.con.create_table(spec.name, schema=spec.schema)
-        for name, schema in BOOKKEEPING.items():
+            wanted[spec.name] = ibis.schema({**spec.schema, LOAD_ID: dt.string})
+            wanted[spec.name + VERSIONS_SUFFIX] = ibis.schema(
+                {**spec.schema, LOAD_ID: dt.string, "superseded_by": dt.string, "superseded_at": dt.timestamp}
+            )
+        for name, schema in wanted.items():
             if name not in existing:
                 self.con.create_table(name, schema=schema)
+                continue
+            have = set(self.con.table(name).columns)
+            for column, dtype in schema.items():
+                if column not in have:
+                    sql_type = _SQL_TYPES[str(dtype)]
+                    self.con.raw_sql(f'ALTER TABLE "{name}" ADD COLUMN "{column}" {sql_type}')
 
     def table(self, name: str) -> ir.Table:
         """A stored table as an Ibis expression (nothing runs yet)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt_
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ibis.expr.types as ir
 import pandas as pd
@@ -21,10 +21,11 @@ from userstrata import ingest
 from userstrata.config import Settings
 from userstrata.errors import NotFoundError
 from userstrata.features._time import Clock
-from userstrata.models.backtest import BacktestResult, backtest
-from userstrata.models.predict import predict
 from userstrata.segments import build_profile, rfm_grid_summary, tier_shares
 from userstrata.store import Store
+
+if TYPE_CHECKING:
+    from userstrata.models.backtest import BacktestResult
 
 
 class Workspace:
@@ -64,6 +65,14 @@ class Workspace:
     def rejects(self, **filters: Any) -> pd.DataFrame:
         return ingest.list_rejects(self.store, **filters)
 
+    def loads(self) -> pd.DataFrame:
+        """Every load with its counts, oldest first (undone ones have ``undone_at``)."""
+        return ingest.list_loads(self.store)
+
+    def unload(self, load_id: str) -> ingest.UnloadReport:
+        """Undo one load exactly (refused while a later load has changed its rows)."""
+        return ingest.unload(self.store, load_id)
+
     # -- profile ------------------------------------------------------------------------
     def latest_date(self) -> dt_.date:
         """The last local day with an order or event: the default ``as_of``."""
@@ -78,20 +87,29 @@ class Workspace:
             )
         return max(found)
 
-    def _inputs(self) -> dict[str, Any]:
-        tables = {name: self.table(name) for name in ("users", "orders", "order_items", "events")}
-        return {**tables, "settings": self.settings, "engine": self.store.engine, "execute": self.store.con.execute}
+    def _tables(self, known_at: dt_.datetime | None = None) -> dict[str, ir.Table]:
+        names = ("users", "orders", "order_items", "events")
+        if known_at is None:
+            return {name: self.table(name) for name in names}
+        return {name: ingest.table_known_at(self.store, name, known_at) for name in names}
 
-    def profile(self, as_of: dt_.date | None = None) -> ir.Table:
-        """One row per user as of ``as_of`` (default: the last day in the data), lazily."""
+    def _inputs(self) -> dict[str, Any]:
+        return {**self._tables(), "settings": self.settings, "engine": self.store.engine,
+                "execute": self.store.con.execute}
+
+    def profile(self, as_of: dt_.date | None = None, *, lang: str = "en",
+                known_at: dt_.datetime | None = None) -> ir.Table:
+        """One row per user as of ``as_of`` (default: the last day in the data), lazily.
+
+        ``lang`` ("en" or "zh") is the language of ``tier_reason``; ``known_at`` (naive UTC)
+        computes it from the data as loaded at that moment (later loads' changes unseen).
+        """
         return build_profile(
-            users=self.table("users"),
-            orders=self.table("orders"),
-            order_items=self.table("order_items"),
-            events=self.table("events"),
+            **self._tables(known_at),
             as_of=as_of or self.latest_date(),
             settings=self.settings,
             engine=self.store.engine,
+            lang=lang,
         )
 
     def save_profile(self, as_of: dt_.date | None = None) -> int:
@@ -102,11 +120,15 @@ class Workspace:
     def predict(self, as_of: dt_.date | None = None, *, horizon_days: int = 90, **options: Any) -> pd.DataFrame:
         """P(alive), expected purchases, CLV with interval, churn risk with reasons, next purchase
         per user over ``horizon_days`` after ``as_of`` (see ``models.predict.predict``)."""
+        from userstrata.models.predict import predict  # noqa: PLC0415 - keeps scikit-learn off the CLI's start
+
         return predict(**self._inputs(), as_of=as_of or self.latest_date(), horizon_days=horizon_days, **options)
 
     def backtest(self, cutoff: dt_.date, *, horizon_days: int, **options: Any) -> BacktestResult:
         """Fit on history up to ``cutoff``, predict the next ``horizon_days`` and score against
         what happened (see ``models.backtest.backtest``)."""
+        from userstrata.models.backtest import backtest  # noqa: PLC0415
+
         return backtest(**self._inputs(), cutoff=cutoff, horizon_days=horizon_days, **options)
 
     def tier_shares(self, profile: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,7 @@ def test_csv_utf8_with_and_without_bom(store, tmp_path, encoding, reported):
     path = write_csv(tmp_path / "orders.csv", HEADER, DATA, encoding=encoding)
     report = load_file(store, "orders", path)
     assert report.encoding == reported
-    assert (report.rows_read, report.rows_accepted) == (2, 2)
+    assert (report.rows_read, report.rows_inserted) == (2, 2)
     assert rows(store, "orders") == EXPECTED
 
 
@@ -42,7 +42,7 @@ def test_csv_gbk_from_chinese_excel(store, tmp_path):
     assert dict(report.column_map) == {
         "order_id": "订单号", "sku": "商品ID", "category": "类目", "quantity": "数量", "price": "单价",
     }
-    assert rows(store, "order_items") == [("D1", "S1", "游戏道具", 2, 30.0), ("D1", "S2", "点卡", 1, 50.0)]
+    assert rows(store, "order_items") == [("D1", 1, "S1", "游戏道具", 2, 30.0), ("D1", 2, "S2", "点卡", 1, 50.0)]
 
 
 def test_chinese_shop_export_headers_map_and_extras_are_reported(store, tmp_path):
@@ -52,7 +52,7 @@ def test_chinese_shop_export_headers_map_and_extras_are_reported(store, tmp_path
     report = load_file(store, "orders", path)
     assert report.ignored_columns == ("备注",)
     assert rows(store, "orders") == [
-        ("T1", "b1", dt.datetime(2024, 6, 30, 2, 0), 1299.0, "CNY", "已付款", 0.0, None)
+        ("T1", "b1", dt.datetime(2024, 6, 30, 2, 0), 1299.0, "CNY", "paid", 0.0, None)
     ]
 
 
@@ -74,7 +74,7 @@ def test_xlsx_streamed_with_typed_cells(store, tmp_path):
     book.save(tmp_path / "orders.xlsx")
     report = load_file(store, "orders", tmp_path / "orders.xlsx")
     assert report.encoding is None
-    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (2, 1, 1)
+    assert (report.rows_read, report.rows_inserted, report.rows_rejected) == (2, 1, 1)
     assert rows(store, "orders") == [("1001", "u1", dt.datetime(2024, 6, 30, 2, 0), 12.5, "CNY", "paid", 0.0, None)]
     reject = rows(store, "rejects")[0]
     assert reject[3:7] == (4, "amount", "abc", "amount 'abc' is not a number")  # sheet row 4, after the empty row 3
@@ -90,7 +90,7 @@ def test_parquet_with_typed_columns(store, tmp_path):
     })
     pq.write_table(table, tmp_path / "orders.parquet", row_group_size=1)
     report = load_file(store, "orders", tmp_path / "orders.parquet")
-    assert report.encoding is None and report.rows_accepted == 2
+    assert report.encoding is None and report.rows_inserted == 2
     assert rows(store, "orders") == [
         ("P1", "u1", dt.datetime(2024, 6, 30, 2, 0), 12.5, "CNY", "paid", 0.0, None),
         ("P2", "u2", dt.datetime(2024, 7, 1, 0, 30), 99.0, "CNY", "paid", 9.0, None),
@@ -118,7 +118,7 @@ def test_jsonl_events_with_nested_properties(store, tmp_path):
     (tmp_path / "events.jsonl").write_text(text + "\n", encoding="utf-8")
     report = load_file(store, "events", tmp_path / "events.jsonl")
     assert report.encoding == "utf-8"
-    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (4, 3, 1)
+    assert (report.rows_read, report.rows_inserted, report.rows_rejected) == (4, 3, 1)
     got = {r[4]: r for r in store.duckdb.execute(
         "SELECT event_id, user_id, anonymous_id, ts, event, properties FROM events").fetchall()}
     assert got["page_view"][1:4] == ("u1", None, dt.datetime(2024, 6, 30, 2, 0))
@@ -131,14 +131,14 @@ def test_jsonl_events_with_nested_properties(store, tmp_path):
     bad = rows(store, "rejects")[0]
     assert bad[3] == 3 and "not valid JSON" in bad[6] and json.loads(bad[7]) == "not json"
     again = load_file(store, "events", tmp_path / "events.jsonl")
-    assert (again.rows_accepted, again.rows_rejected, again.rows_duplicate) == (0, 0, 4)
+    assert (again.rows_inserted, again.rows_updated, again.rows_rejected, again.rows_unchanged) == (0, 0, 1, 3)
 
 
 def test_json_array_file(store, tmp_path):
     records = [{"order_id": "J1", "user_id": "u1", "ts": "2024-06-30 10:00:00", "amount": 5}]
     (tmp_path / "orders.json").write_text(json.dumps(records), encoding="utf-8")
     report = load_file(store, "orders", tmp_path / "orders.json")
-    assert report.rows_accepted == 1 and rows(store, "orders")[0][:4] == ("J1", "u1", dt.datetime(2024, 6, 30, 2), 5.0)
+    assert report.rows_inserted == 1 and rows(store, "orders")[0][:4] == ("J1", "u1", dt.datetime(2024, 6, 30, 2), 5.0)
 
 
 def test_load_frame_pandas(store):

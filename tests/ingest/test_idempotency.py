@@ -39,9 +39,14 @@ def test_loading_twice_changes_nothing(store, tmp_path):
     assert_adds_up(first)
     before = snapshot(store)
     second = load_file(store, "orders", path)
-    assert (second.rows_read, second.rows_accepted, second.rows_rejected, second.rows_duplicate) == (100, 0, 0, 100)
+    # the bad rows are bad again, and reported in this load's own rejects
+    assert (second.rows_read, second.rows_inserted, second.rows_updated, second.rows_rejected,
+            second.rows_unchanged) == (100, 0, 0, first.rows_rejected, 100 - first.rows_rejected)
     after = snapshot(store)
-    assert after["orders"] == before["orders"] and after["rejects"] == before["rejects"]
+    assert after["orders"] == before["orders"]
+    by_load = list_rejects(store).groupby("load_id")[["row_number", "column_name", "reason"]]
+    first_rejects, second_rejects = (g.reset_index(drop=True) for _, g in by_load)
+    assert first_rejects.equals(second_rejects)
     assert len(after["loads"]) == 2  # the load itself is recorded
     assert any("already loaded" in w for w in second.warnings)
 
@@ -53,7 +58,7 @@ def test_chunk_size_does_not_change_the_result(tmp_path):
     by7 = load_file(small, "orders", path, progress=calls.append)
     by1000 = load_file(whole, "orders", path)
     assert calls == [7] * 14 + [2]
-    counts = lambda r: (r.rows_read, r.rows_accepted, r.rows_rejected, r.rows_duplicate)  # noqa: E731
+    counts = lambda r: (r.rows_read, r.rows_inserted, r.rows_rejected, r.rows_unchanged)  # noqa: E731
     # 100 rows, worked by hand: bad dates at data rows 0, 17, 34, 51, 85 (5); conflicts at
     # 8, 18, ..., 98 with rows 1, 11, ..., 91 (9, since row 51 is bad and so row 58 is the
     # first valid O51 and is kept); repeats at 9, 19, ..., 99 of rows 1, 11, ..., 91 are
@@ -63,7 +68,7 @@ def test_chunk_size_does_not_change_the_result(tmp_path):
     strip = lambda s: list(zip(*[list_rejects(s)[c] for c in ("row_number", "column_name", "reason")], strict=True))  # noqa: E731
     assert strip(small) == strip(whole)
     # a conflict whose first version sits in an earlier chunk still names its row
-    assert "order_id 'O1' already loaded with different content (first seen in orders.csv row 3)" in (
+    assert "order_id 'O1' appears twice in this file with different content (kept the first, orders.csv row 3)" in (
         list_rejects(small).reason.tolist())
 
 
@@ -88,7 +93,7 @@ def test_crash_in_third_chunk_leaves_workspace_unchanged(tmp_path, monkeypatch):
     assert list(scratch.iterdir()) == []  # the staging file is gone
     # and the workspace still works: the same file loads cleanly afterwards
     report = load_file(store, "orders", tmp_path / "orders.csv")
-    assert report.rows_accepted == 76
+    assert report.rows_inserted == 76
     assert list(scratch.iterdir()) == []
 
 
@@ -121,7 +126,7 @@ def test_file_backed_workspace_persists_and_stays_idempotent(tmp_path):
     reopened = Store.open(tmp_path / "ws.duckdb")
     assert reopened.count("orders") == 76
     again = load_file(reopened, "orders", path)
-    assert again.rows_duplicate == 100 and reopened.count("orders") == 76
+    assert (again.rows_unchanged, again.rows_rejected) == (85, 15) and reopened.count("orders") == 76
     assert [t for t in reopened.con.list_tables() if t.startswith("_us")] == []
 
 
@@ -156,7 +161,8 @@ def dirty_rows(draw):
 
 
 def expected_outcome(data: list[list[str]]) -> tuple[int, int, int]:
-    """Independent model of the rules: (accepted, rejected, duplicate)."""
+    """Independent model of the rules: (inserted, rejected, unchanged); every bad row is
+    rejected in its own load, a repeat of a kept row within the file is unchanged."""
     def amount(text):
         text = text.replace(",", "") if text.count(",") == 0 or text in ("1,000",) else None
         try:
@@ -174,7 +180,6 @@ def expected_outcome(data: list[list[str]]) -> tuple[int, int, int]:
         return None
 
     kept: dict[str, tuple] = {}
-    quarantined: set[tuple] = set()
     accepted = rejected = duplicate = 0
     for row in data:
         key, user, ts, amt = row
@@ -189,11 +194,7 @@ def expected_outcome(data: list[list[str]]) -> tuple[int, int, int]:
                 duplicate += 1
                 continue
             failing = "order_id"
-        if (tuple(row), failing) in quarantined:
-            duplicate += 1
-        else:
-            quarantined.add((tuple(row), failing))
-            rejected += 1
+        rejected += 1
     return accepted, rejected, duplicate
 
 
@@ -205,12 +206,14 @@ def test_random_dirty_rows_add_up_and_reload_adds_nothing(data, chunk_rows):
     first = load_frame(store, "orders", frame, source="dirty")
     assert first.rows_read == len(data)
     assert_adds_up(first)
-    assert (first.rows_accepted, first.rows_rejected, first.rows_duplicate) == expected_outcome(data)
-    assert store.count("orders") == first.rows_accepted
+    assert (first.rows_inserted, first.rows_rejected, first.rows_unchanged) == expected_outcome(data)
+    assert store.count("orders") == first.rows_inserted
     assert store.count("rejects") == first.rows_rejected
     before = snapshot(store)
     second = load_frame(store, "orders", frame, source="dirty")
-    assert (second.rows_accepted, second.rows_rejected, second.rows_duplicate) == (0, 0, len(data))
+    assert (second.rows_inserted, second.rows_updated, second.rows_rejected, second.rows_unchanged) == (
+        0, 0, first.rows_rejected, len(data) - first.rows_rejected)
     after = snapshot(store)
-    assert after["orders"] == before["orders"] and after["rejects"] == before["rejects"]
+    assert after["orders"] == before["orders"]
+    assert store.count("rejects") == 2 * first.rows_rejected
     store.close()

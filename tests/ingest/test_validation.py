@@ -98,7 +98,7 @@ def test_each_bad_row_gets_one_reject_with_file_row_column_and_reason(store, tmp
     path = write_csv(tmp_path / "orders.csv", HEADER + ["refund_amount"], BAD)
     report = load_file(store, "orders", path)
     assert_adds_up(report)
-    assert (report.rows_read, report.rows_accepted, report.rows_rejected, report.rows_duplicate) == (12, 3, 8, 1)
+    assert (report.rows_read, report.rows_inserted, report.rows_rejected, report.rows_unchanged) == (12, 3, 8, 1)
     assert [r[0] for r in rows(store, "orders")] == ["A1", "A6", "A8"]
     assert [r[3] for r in rows(store, "orders")] == [100.0, 1234.5, 88.0]
 
@@ -111,7 +111,8 @@ def test_each_bad_row_gets_one_reject_with_file_row_column_and_reason(store, tmp
         (4, "amount", "amount '-5' is negative; refunds belong in refund_amount"),
         (5, "amount", "amount 'abc' is not a number"),
         (6, "ts", "ts '2099-01-01 00:00:00' is a timestamp in the future (later than now + 24 h)"),
-        (8, "order_id", "order_id 'A1' already loaded with different content (first seen in orders.csv row 2)"),
+        (8, "order_id", "order_id 'A1' appears twice in this file with different content (kept the first, "
+                        "orders.csv row 2)"),
         (9, "order_id", "order_id is empty"),
         (11, "refund_amount", "refund_amount '150' is more than amount '100'"),
         (13, "amount", "amount '1,2' is not a number"),
@@ -120,29 +121,28 @@ def test_each_bad_row_gets_one_reject_with_file_row_column_and_reason(store, tmp
     assert raw == {"order_id": "A4", "user_id": "u4", "ts": "2024-06-30 10:00:00", "amount": "abc",
                    "refund_amount": ""}
     load_row = rows(store, "loads")[0]
-    assert load_row[1:3] == ("orders", str(path)) and load_row[5:9] == (12, 3, 8, 1)
+    assert load_row[1:3] == ("orders", str(path)) and load_row[5:10] == (12, 3, 0, 1, 8)
     assert len(load_row[3]) == 64  # sha256 of the file
 
 
-def test_conflict_with_an_earlier_load_names_the_workspace(store, tmp_path):
-    load_file(store, "orders", write_csv(tmp_path / "jan.csv", HEADER, [["A1", "u1", "2024-01-05", "10"]]))
+def test_a_later_export_updates_the_order_and_keeps_the_old_version(store, tmp_path):
+    first = load_file(store, "orders", write_csv(tmp_path / "jan.csv", HEADER, [["A1", "u1", "2024-01-05", "10"]]))
     report = load_file(store, "orders", write_csv(tmp_path / "feb.csv", HEADER, [["A1", "u1", "2024-01-05", "11"]]))
-    assert (report.rows_accepted, report.rows_rejected) == (0, 1)
-    reject = list_rejects(store, load_id=report.load_id).iloc[0]
-    assert reject.reason == "order_id 'A1' already loaded with different content (first seen in the workspace)"
-    assert rows(store, "orders")[0][3] == 10.0  # the first version is kept
+    assert (report.rows_inserted, report.rows_updated, report.rows_rejected) == (0, 1, 0)
+    assert rows(store, "orders")[0][3] == 11.0  # the later export wins
+    old = store.duckdb.execute("SELECT amount, load_id, superseded_by FROM orders_versions").fetchall()
+    assert old == [(10.0, first.load_id, report.load_id)]
 
 
-def test_composite_key_conflict(store, tmp_path):
+def test_item_lines_are_numbered_so_a_repeated_product_survives(store, tmp_path):
     path = write_csv(tmp_path / "items.csv", ["order_id", "sku", "price", "quantity"],
-                     [["O1", "S1", "5", "1"], ["O1", "S2", "5", "1"], ["O1", "S1", "6", "1"], ["O2", "S1", "5", "0"]])
+                     [["O1", "S1", "5", "1"], ["O1", "S2", "5", "1"], ["O1", "S1", "5", "1"], ["O2", "S1", "5", "0"]])
     report = load_file(store, "order_items", path)
-    assert (report.rows_accepted, report.rows_rejected) == (2, 2)
-    got = list_rejects(store)
-    assert list(got.reason) == [
-        "order_items key (order_id='O1', sku='S1') already loaded with different content (first seen in items.csv row 2)",
-        "quantity '0' is not a whole number >= 1",
-    ]
+    assert (report.rows_inserted, report.rows_rejected) == (3, 1)
+    assert [r[:3] for r in rows(store, "order_items")] == [("O1", 1, "S1"), ("O1", 2, "S2"), ("O1", 3, "S1")]
+    assert list(list_rejects(store).reason) == ["quantity '0' is not a whole number >= 1"]
+    again = load_file(store, "order_items", path)
+    assert (again.rows_inserted, again.rows_updated, again.rows_unchanged) == (0, 0, 3)
 
 
 def test_future_tolerance_comes_from_settings(tmp_path):
@@ -156,11 +156,11 @@ def test_future_tolerance_comes_from_settings(tmp_path):
 
 def test_defaults_and_normalisation(store, tmp_path):
     path = write_csv(tmp_path / "orders.csv", HEADER + ["status", "currency"],
-                     [[" A1 ", " u1", "2024-06-30", "1", "", ""], ["A2", "u2", "2024-06-30", "1", "REFUNDED", "usd"]])
+                     [[" A1 ", " u1", "2024-06-30", "1", "", ""], ["A2", "u2", "2024-06-30", "1", "REFUNDED", "cny"]])
     load_file(store, "orders", path)
     got = rows(store, "orders")
     assert [(r[0], r[1], r[4], r[5], r[6]) for r in got] == [
-        ("A1", "u1", "CNY", "paid", 0.0), ("A2", "u2", "USD", "refunded", 0.0),
+        ("A1", "u1", "CNY", "paid", 0.0), ("A2", "u2", "CNY", "refunded", 0.0),
     ]
 
 
@@ -177,11 +177,13 @@ def test_ragged_rows_are_rejected_whole_and_short_rows_padded(store, tmp_path):
     )
     report = load_file(store, "orders", path)
     assert_adds_up(report)
-    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (5, 3, 2)
-    assert [(r[0], r[5]) for r in rows(store, "orders")] == [("A1", "paid"), ("A3", "paid"), ("A4", "pa\nid")]
+    assert (report.rows_read, report.rows_inserted, report.rows_rejected) == (5, 2, 3)
+    assert [(r[0], r[5]) for r in rows(store, "orders")] == [("A1", "paid"), ("A3", "paid")]
     got = list_rejects(store)
     assert list(zip(got.row_number, got.reason, strict=True)) == [
         (3, "row has 6 fields but the header has 5"),
+        (5, "status 'pa\nid' is not a known order status; map it in [ingest.status_map] to one of paid, "
+            "completed, refunding, partially_refunded, refunded, cancelled, awaiting_payment"),
         (6, "amount 'bad' is not a number"),
     ]
     assert json.loads(got.raw.iloc[0]) == ["A2", "u2", "2024-06-30", "2", "paid", "extra"]
@@ -203,7 +205,7 @@ def test_events_need_a_user_or_anonymous_id(store, tmp_path):
     path = write_csv(tmp_path / "events.csv", ["user_id", "anonymous_id", "ts", "event"],
                      [["", "", "2024-06-30", "login"], ["u1", "", "2024-06-30", "LOGIN"]])
     report = load_file(store, "events", path)
-    assert (report.rows_accepted, report.rows_rejected) == (1, 1)
+    assert (report.rows_inserted, report.rows_rejected) == (1, 1)
     assert list_rejects(store).reason.iloc[0] == "user_id and anonymous_id are both empty; an event needs one of them"
     assert rows(store, "events")[0][5] == "login"
 
@@ -245,7 +247,7 @@ def test_empty_file(store, tmp_path):
 def test_header_only_file(store, tmp_path):
     path = write_csv(tmp_path / "orders.csv", HEADER, [])
     report = load_file(store, "orders", path)
-    assert (report.rows_read, report.rows_accepted, report.rows_rejected, report.rows_duplicate) == (0, 0, 0, 0)
+    assert (report.rows_read, report.rows_inserted, report.rows_rejected, report.rows_unchanged) == (0, 0, 0, 0)
     assert any("a header but no data rows" in w for w in report.warnings)
     assert len(rows(store, "loads")) == 1
 
@@ -263,7 +265,7 @@ def test_missing_path_and_unknown_extension(store, tmp_path):
 def test_blank_rows_are_skipped_not_counted(store, tmp_path):
     path = write_csv(tmp_path / "orders.csv", HEADER, [["A1", "u1", "2024-06-30", "1"], ["", "", " ", ""]])
     report = load_file(store, "orders", path)
-    assert (report.rows_read, report.rows_accepted) == (1, 1)
+    assert (report.rows_read, report.rows_inserted) == (1, 1)
     assert any("skipped 1 rows with every cell empty" in w for w in report.warnings)
 
 
@@ -276,4 +278,4 @@ def test_empty_workbook_and_unknown_encoding(store, tmp_path):
     with pytest.raises(InputError, match="unknown encoding 'klingon'"):
         load_file(store, "orders", path, encoding="klingon")
     report = load_file(store, "orders", path, encoding="GBK")  # ASCII content decodes as GBK too
-    assert report.encoding == "gbk" and report.rows_accepted == 1
+    assert report.encoding == "gbk" and report.rows_inserted == 1

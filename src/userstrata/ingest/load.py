@@ -1,14 +1,19 @@
-"""Loading: a file or frame -> one canonical table + rejects + a row in ``loads``, atomically.
+"""Loading: a file or frame -> canonical tables + rejects + a row in ``loads``, atomically.
 
 Per chunk:
-1. ``validate.stage_query`` types and checks every row (first failing column and why);
-2. valid rows are compared by key with the workspace (earlier loads), with the rows kept from
-   earlier chunks and with earlier rows of the chunk: the first version of a key is kept, an
-   identical repeat is a duplicate (skipped), a different one is rejected, naming where the
-   kept one was first seen;
+1. ``validate.stage_query`` types and checks every row (first failing column and why, in
+   English and Chinese), mapping statuses and event names to the canonical vocabulary;
+2. within the file, the first version of a key is kept; an identical repeat is unchanged, a
+   different one is rejected naming the row where the kept one was seen (an event without
+   an id that genuinely repeats gets its own id: its content plus its occurrence number);
 3. kept rows and rejects (with the whole raw row as JSON) go to a staging file.
-At the end, one transaction moves them into the workspace and records the load; any error
-before or during it leaves the workspace exactly as it was.
+At the end, each kept row is compared by key with the workspace: new keys are inserted,
+changed ones update the workspace (the replaced version moves to ``<table>_versions`` so that
+``unload`` can restore it), identical ones are unchanged. One transaction writes it all and
+records the load; any error before or during it leaves the workspace exactly as it was.
+
+An order export with item columns (one line per item, order fields repeated) builds both
+``orders`` and ``order_items`` in one load (see ``_ITEM_LINES``).
 """
 
 from __future__ import annotations
@@ -16,47 +21,75 @@ from __future__ import annotations
 import contextlib
 import datetime as dt_
 import hashlib
+import json
 import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import ibis
+import ibis.expr.datatypes as dt
 import pandas as pd
 import pyarrow as pa
 
 from userstrata.errors import InputError
-from userstrata.ingest import readers
+from userstrata.ingest import readers, vocab
 from userstrata.ingest.mapping import ColumnPlan, plan_columns
 from userstrata.ingest.validate import Rules, ident, lit, stage_query
-from userstrata.schema import CANONICAL, TableSpec
+from userstrata.schema import CANONICAL, EVENT_NAMES, LOAD_ID, ORDER_ITEMS, ORDERS, VERSIONS_SUFFIX, TableSpec
 
 Progress = Callable[[int], None]
+
+# One line of an item-level order export: the order's fields plus the item's. Item columns
+# come first so that a column named "price" is the unit price, not the order amount.
+_ITEM_LINES = TableSpec(
+    "orders",
+    ibis.schema({
+        "order_id": dt.string, "user_id": dt.string, "ts": dt.timestamp,
+        "sku": dt.string, "category": dt.string, "quantity": dt.int64, "price": dt.float64,
+        "line_amount": dt.float64, "line_no": dt.int64,
+        "amount": dt.float64, "currency": dt.string, "status": dt.string,
+        "refund_amount": dt.float64, "refunded_at": dt.timestamp,
+    }),
+    required=("order_id", "user_id", "ts", "sku"),
+    key=("order_id", "line_no"),
+    defaults={"status": "paid", "refund_amount": 0.0, "quantity": 1},
+)
 
 
 @dataclass(frozen=True)
 class LoadReport:
-    """What one load did; ``rows_read == rows_accepted + rows_rejected + rows_duplicate``."""
+    """What one load did; ``rows_read == rows_inserted + rows_updated + rows_unchanged + rows_rejected``.
+
+    For an item-level order export the rows are item lines; ``tables`` has the counts of
+    each table written (``{"orders": {"inserted": .., "updated": .., "unchanged": ..}, ...}``).
+    """
 
     load_id: str
     table: str
     file: str
     encoding: str | None  # None for binary formats (Excel, Parquet) and frames
     rows_read: int
-    rows_accepted: int
+    rows_inserted: int
+    rows_updated: int
+    rows_unchanged: int
     rows_rejected: int
-    rows_duplicate: int
     ignored_columns: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     column_map: tuple[tuple[str, str], ...] = ()  # (canonical column, source column)
+    notes: tuple[str, ...] = ()  # how the load read the file (e.g. where order amounts came from)
+    tables: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def summary(self) -> str:
-        """One line for people: '1,000 rows read: 990 loaded, 7 rejected, 3 duplicates'."""
-        return (
-            f"{self.file} -> {self.table}: {self.rows_read:,} rows read: {self.rows_accepted:,} loaded, "
-            f"{self.rows_rejected:,} rejected, {self.rows_duplicate:,} duplicates"
-        )
+    def summary(self, lang: str = "en") -> str:
+        """One line for people: '1,000 rows read: 990 new, 3 updated, 0 unchanged, 7 rejected'."""
+        counts = (self.rows_read, self.rows_inserted, self.rows_updated, self.rows_unchanged, self.rows_rejected)
+        if lang == "zh":
+            return (f"{self.file} -> {self.table}：读取 {counts[0]:,} 行：新增 {counts[1]:,}，更新 {counts[2]:,}，"
+                    f"未变 {counts[3]:,}，拒绝 {counts[4]:,}")
+        return (f"{self.file} -> {self.table}: {counts[0]:,} rows read: {counts[1]:,} new, {counts[2]:,} updated, "
+                f"{counts[3]:,} unchanged, {counts[4]:,} rejected")
 
 
 def _spec(table: str) -> TableSpec:
@@ -146,8 +179,8 @@ def _utcnow() -> dt_.datetime:
 
 class _Staging:
     """A private DuckDB file, attached for the length of one load, that holds what the load
-    has accepted and rejected so far; the workspace itself is written only at the end, in
-    one transaction (``store.transaction()``), or not at all.
+    has kept and rejected so far; the workspace itself is written only at the end, in one
+    transaction (``store.transaction()``), or not at all.
 
     Why not one transaction around the whole load: DuckDB keeps memory for every scan of
     rows a still-open transaction has inserted (measured: +30 MB per 200k-row chunk when
@@ -161,17 +194,19 @@ class _Staging:
         self.folder = Path(tempfile.mkdtemp(prefix="userstrata-load-"))
         self.rows = f"{self.alias}.accepted"
         self.rejects = f"{self.alias}.rejected"
+        self.bases = f"{self.alias}.event_bases"  # derived event ids seen so far, with their count
+
+    def table(self, name: str) -> str:
+        return f"{self.alias}.{name}"
 
     def __enter__(self) -> "_Staging":
         raw, spec = self.raw, self.spec
         raw.execute(f"ATTACH {lit(str(self.folder / 'stage.duckdb'))} AS {self.alias}")
-        raw.execute(
-            f"CREATE TABLE {self.rows} AS SELECT {', '.join(ident(c) for c in spec.columns)}, "
-            f"NULL::BIGINT AS _row FROM {ident(spec.name)} LIMIT 0"
-        )
-        raw.execute(
-            f"CREATE TABLE {self.rejects} AS SELECT row_number, column_name, value, reason, raw FROM rejects LIMIT 0"
-        )
+        columns = ", ".join(f"{ident(c)} {_sql_type(t)}" for c, t in spec.schema.items())
+        raw.execute(f"CREATE TABLE {self.rows} ({columns}, _row BIGINT)")
+        raw.execute(f"CREATE TABLE {self.rejects} (row_number BIGINT, column_name VARCHAR, value VARCHAR, "
+                    "reason VARCHAR, reason_zh VARCHAR, raw VARCHAR)")
+        raw.execute(f"CREATE TABLE {self.bases} (base VARCHAR PRIMARY KEY, n BIGINT)")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -180,25 +215,54 @@ class _Staging:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _sql_type(dtype: dt.DataType) -> str:
+    return {"string": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE", "timestamp": "TIMESTAMP"}[str(dtype)]
+
+
+def _rules(settings, started: dt_.datetime) -> Rules:
+    ingest = settings.ingest
+    return Rules(
+        timezone=settings.timezone,
+        currency=settings.currency.upper(),
+        future_limit=started + dt_.timedelta(hours=ingest.future_tolerance_hours),
+        future_tolerance_hours=ingest.future_tolerance_hours,
+        earliest=ingest.earliest_date,
+        statuses=tuple(vocab.status_lookup(ingest.status_map).items()),
+        events=tuple(vocab.event_lookup(ingest.event_map).items()),
+        currency_rates=tuple(ingest.currency_rates.items()),
+    )
+
+
+def _is_item_export(spec: TableSpec, names: tuple[str, ...] | None, mapping: dict[str, str] | None,
+                    display: str) -> bool:
+    """An order file with a product column is an item-level export (one line per item)."""
+    if spec is not ORDERS or names is None:
+        return False
+    plan = plan_columns(_ITEM_LINES, names, mapping, file=display, check_required=False)
+    return "sku" in plan.sources
+
+
 def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: str | None,
           mapping: dict[str, str] | None, progress: Progress | None) -> LoadReport:
-    settings = store.settings
     raw = store.duckdb
     started = _utcnow()
     token = uuid.uuid4().hex[:8]
     load_id = f"{started:%Y%m%dT%H%M%S}-{token}"
-    rules = Rules(
-        timezone=settings.timezone,
-        currency=settings.currency,
-        future_limit=started + dt_.timedelta(hours=settings.ingest.future_tolerance_hours),
-        future_tolerance_hours=settings.ingest.future_tolerance_hours,
-    )
+    rules = _rules(store.settings, started)
+    items = _is_item_export(spec, reader.names, mapping, display)
+    stage_spec = _ITEM_LINES if items else spec
+    # item lines are all kept: the same product twice in one order is two lines
+    keep_all = items or spec is ORDER_ITEMS
 
     plans: dict[tuple[str, ...], ColumnPlan] = {}
 
     def plan_for(source_names: tuple[str, ...]) -> ColumnPlan:
         if source_names not in plans:
-            plans[source_names] = plan_columns(spec, source_names, mapping, file=display)
+            plan = plan_columns(stage_spec, source_names, mapping, file=display)
+            if items and not {"amount", "line_amount", "price"} & set(plan.sources):
+                raise InputError(f"{display}: no amount column (order amount, line amount or unit price)",
+                                 hint="map one with --map amount=COLUMN")
+            plans[source_names] = plan
         return plans[source_names]
 
     # mapping problems and missing columns surface before anything is written
@@ -208,42 +272,55 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
     warnings: list[str] = []
     if sha256 is not None:
         earlier = raw.execute(
-            "SELECT load_id, loaded_at FROM loads WHERE file_sha256 = ? AND table_name = ? ORDER BY loaded_at LIMIT 1",
+            "SELECT load_id, loaded_at FROM loads WHERE file_sha256 = ? AND table_name = ? AND undone_at IS NULL "
+            "ORDER BY loaded_at LIMIT 1",
             [sha256, spec.name],
         ).fetchone()
         if earlier:
             warnings.append(
                 f"{display}: the same file was already loaded into {spec.name} (load {earlier[0]} at "
-                f"{earlier[1]:%Y-%m-%d %H:%M} UTC); identical rows count as duplicates"
+                f"{earlier[1]:%Y-%m-%d %H:%M} UTC); rows already there are unchanged"
             )
 
-    totals = {"read": 0, "accepted": 0, "rejected": 0, "duplicate": 0, "blank": 0}
+    totals = {"read": 0, "kept": 0, "repeat": 0, "rejected": 0, "blank": 0}
     chunks = reader.chunks()
     try:
-        with _Staging(raw, spec, token) as staging:
+        with _Staging(raw, stage_spec, token) as staging:
             for chunk in chunks:
                 plan = plan_for(chunk.names) if chunk.table.num_rows else None
-                counts = _process_chunk(raw, spec, plan, chunk, rules, staging, display=display)
+                counts = _process_chunk(raw, stage_spec, plan, chunk, rules, staging, display=display,
+                                        keep_all=keep_all)
                 for k, v in counts.items():
                     totals[k] += v
                 if progress is not None:
                     progress(chunk.n_rows)
-            if totals["read"] != totals["accepted"] + totals["rejected"] + totals["duplicate"]:
-                raise RuntimeError(f"ingest bug: counts do not add up for load {load_id}: {totals}")
-            columns = ", ".join(ident(c) for c in spec.columns)
+            notes: list[str] = []
+            if items:
+                targets = _split_item_lines(raw, staging, plans, notes, warnings, display=display)
+            else:
+                targets = {spec.name: staging.rows}
+            decided = {name: _decide(raw, CANONICAL[name], rows, staging) for name, rows in targets.items()}
+            per_table = {name: _decision_counts(raw, table) for name, table in decided.items()}
+            lines = per_table[ORDER_ITEMS.name if items else spec.name]
+            inserted, updated, unchanged = lines["inserted"], lines["updated"], lines["unchanged"] + totals["repeat"]
+            if totals["read"] != inserted + updated + unchanged + totals["rejected"]:
+                raise RuntimeError(f"ingest bug: counts do not add up for load {load_id}: {totals}, {per_table}")
+            warnings.extend(_vocabulary_warnings(raw, stage_spec, staging, display=display))
             with store.transaction():
-                # staged rows are in file order already (chunks in order, each sorted by row)
-                raw.execute(f"INSERT INTO {ident(spec.name)} ({columns}) SELECT {columns} FROM {staging.rows}")
+                for name, table in decided.items():
+                    _apply(raw, CANONICAL[name], table, load_id=load_id, at=started)
                 raw.execute(
-                    "INSERT INTO rejects (load_id, table_name, file, row_number, column_name, value, reason, raw, "
-                    f"loaded_at) SELECT ?, ?, ?, row_number, column_name, value, reason, raw, ? FROM {staging.rejects}",
+                    "INSERT INTO rejects (load_id, table_name, file, row_number, column_name, value, reason, reason_zh, "
+                    f"raw, loaded_at) SELECT ?, ?, ?, row_number, column_name, value, reason, reason_zh, raw, ? "
+                    f"FROM {staging.rejects} ORDER BY row_number",
                     [load_id, spec.name, file, started],
                 )
                 raw.execute(
-                    "INSERT INTO loads (load_id, table_name, file, file_sha256, encoding, rows_read, rows_accepted, "
-                    "rows_rejected, rows_duplicate, loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [load_id, spec.name, file, sha256, reader.encoding, totals["read"], totals["accepted"],
-                     totals["rejected"], totals["duplicate"], started],
+                    "INSERT INTO loads (load_id, table_name, file, file_sha256, encoding, rows_read, rows_inserted, "
+                    "rows_updated, rows_unchanged, rows_rejected, loaded_at, notes) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [load_id, spec.name, file, sha256, reader.encoding, totals["read"], inserted, updated, unchanged,
+                     totals["rejected"], started, json.dumps({"tables": per_table, "notes": notes}, ensure_ascii=False)],
                 )
     finally:
         chunks.close()
@@ -268,21 +345,24 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
         file=file,
         encoding=reader.encoding,
         rows_read=totals["read"],
-        rows_accepted=totals["accepted"],
+        rows_inserted=inserted,
+        rows_updated=updated,
+        rows_unchanged=unchanged,
         rows_rejected=totals["rejected"],
-        rows_duplicate=totals["duplicate"],
         ignored_columns=plan.ignored_columns if plan else (),
         warnings=tuple(dict.fromkeys(warnings)),
         column_map=plan.column_map if plan else (),
+        notes=tuple(notes),
+        tables=per_table,
     )
 
 
 _REJECT_COLUMNS = pa.schema([
     ("row_number", pa.int64()), ("column_name", pa.string()), ("value", pa.string()),
-    ("reason", pa.string()), ("raw", pa.string()),
+    ("reason", pa.string()), ("reason_zh", pa.string()), ("raw", pa.string()),
 ])
 # intermediate Arrow tables are registered under these names for the length of a statement
-_CHUNK, _STAGE, _DECISION, _REJECTED = "_us_chunk", "_us_stage", "_us_decision", "_us_rejected"
+_CHUNK, _STAGE, _DECISION = "_us_chunk", "_us_stage", "_us_decision"
 
 
 @contextlib.contextmanager
@@ -295,82 +375,87 @@ def _registered(raw, name: str, table: pa.Table):
 
 
 def _process_chunk(raw, spec: TableSpec, plan: ColumnPlan | None, chunk: readers.Chunk, rules: Rules,
-                   staging: _Staging, *, display: str) -> dict[str, int]:
-    """Validate and dedupe one chunk into the staging file; returns its counts."""
-    counts = {"read": len(chunk.bad), "accepted": 0, "rejected": 0, "duplicate": 0, "blank": 0}
+                   staging: _Staging, *, display: str, keep_all: bool) -> dict[str, int]:
+    """Validate one chunk and keep its rows and rejects in the staging file; returns its counts."""
+    counts = {"read": len(chunk.bad), "kept": 0, "repeat": 0, "rejected": 0, "blank": 0}
     candidates = [pa.table({
         "row_number": pa.array([b.row_number for b in chunk.bad], pa.int64()),
         "column_name": pa.nulls(len(chunk.bad), pa.string()),
         "value": pa.nulls(len(chunk.bad), pa.string()),
         "reason": pa.array([b.reason for b in chunk.bad], pa.string()),
+        "reason_zh": pa.array([getattr(b, "reason_zh", None) or b.reason for b in chunk.bad], pa.string()),
         "raw": pa.array([b.raw for b in chunk.bad], pa.string()),
     })]
     if plan is not None and chunk.table.num_rows:
-        candidates.append(_validate_chunk(raw, spec, plan, chunk, rules, staging, display=display, counts=counts))
-    rejected = pa.concat_tables([c.cast(_REJECT_COLUMNS) for c in candidates])
+        candidates.append(_validate_chunk(raw, spec, plan, chunk, rules, staging, display=display, counts=counts,
+                                          keep_all=keep_all))
+    rejected = pa.concat_tables([c.select(_REJECT_COLUMNS.names).cast(_REJECT_COLUMNS) for c in candidates])
     if rejected.num_rows:
-        _stage_rejects(raw, spec, rejected, staging, counts=counts)
+        with _registered(raw, "_us_rejected", rejected):
+            raw.execute(f"INSERT INTO {staging.rejects} SELECT * FROM _us_rejected ORDER BY row_number")
+        counts["rejected"] += rejected.num_rows
     return counts
 
 
-def _stage_rejects(raw, spec: TableSpec, rejected: pa.Table, staging: _Staging, *, counts: dict[str, int]) -> None:
-    # A rejected row identical to one already quarantined (same table, column and raw row:
-    # an earlier load of the same file, or an exact repeat in this one) is a duplicate, so
-    # that loading a file twice changes nothing.
-    new_rejects = f"""
-        FROM {_REJECTED} r
-        ANTI JOIN rejects x
-            ON x.table_name = ? AND x.raw = r.raw AND x.column_name IS NOT DISTINCT FROM r.column_name
-        ANTI JOIN {staging.rejects} y ON y.raw = r.raw AND y.column_name IS NOT DISTINCT FROM r.column_name
-        QUALIFY row_number() OVER (PARTITION BY r.column_name, r.raw ORDER BY r.row_number) = 1
-    """
-    with _registered(raw, _REJECTED, rejected):
-        n_before = raw.execute(f"SELECT count(*) FROM {staging.rejects}").fetchone()[0]
-        raw.execute(
-            f"INSERT INTO {staging.rejects} SELECT r.row_number, r.column_name, r.value, r.reason, r.raw "
-            f"{new_rejects} ORDER BY r.row_number",
-            [spec.name],
-        )
-        n_new = raw.execute(f"SELECT count(*) FROM {staging.rejects}").fetchone()[0] - n_before
-    counts["rejected"] += n_new
-    counts["duplicate"] += rejected.num_rows - n_new
+def _number_derived_events(raw, staging: _Staging) -> pa.Table:
+    """Events without an id get md5(content); the k-th identical one in a file gets
+    md5(content || '#' || k), so genuine repeats survive and reloading changes nothing."""
+    stage = raw.execute(f"""
+        SELECT s.* REPLACE (
+            CASE WHEN s._derived_id AND s._rej IS NULL AND s._k > 1 THEN md5(s.event_id || '#' || s._k)
+                 ELSE s.event_id END AS event_id)
+        FROM (
+            SELECT s.*, row_number() OVER (PARTITION BY s.event_id, s._derived_id AND s._rej IS NULL ORDER BY s._row)
+                        + coalesce(b.n, 0) AS _k
+            FROM {_STAGE} s LEFT JOIN {staging.bases} b ON s._derived_id AND s._rej IS NULL AND b.base = s.event_id
+        ) s ORDER BY s._row
+    """).to_arrow_table()
+    raw.execute(f"""
+        INSERT INTO {staging.bases}
+        SELECT event_id, count(*) FROM {_STAGE} WHERE _derived_id AND _rej IS NULL GROUP BY event_id
+        ON CONFLICT (base) DO UPDATE SET n = n + excluded.n
+    """)
+    return stage.drop_columns(["_k", "_derived_id"])
 
 
 def _validate_chunk(raw, spec: TableSpec, plan: ColumnPlan, chunk: readers.Chunk, rules: Rules,
-                    staging: _Staging, *, display: str, counts: dict[str, int]) -> pa.Table:
+                    staging: _Staging, *, display: str, counts: dict[str, int], keep_all: bool) -> pa.Table:
     """Stage and decide the valid rows of one chunk; returns its reject candidates."""
+    columns = ", ".join("s." + ident(c) for c in spec.columns)
     with _registered(raw, _CHUNK, chunk.table):
         stage = raw.execute(stage_query(spec, plan, rules, chunk=_CHUNK)).to_arrow_table()
+        if "_derived_id" in stage.column_names:
+            with _registered(raw, _STAGE, stage):
+                stage = _number_derived_events(raw, staging)
         with _registered(raw, _STAGE, stage):
-            decision = raw.execute(_decision_query(spec, staging)).to_arrow_table()
+            if keep_all:
+                decision = raw.execute(
+                    f"SELECT _row, 'kept' AS _decision, NULL::BIGINT AS _first_row FROM {_STAGE} WHERE _rej IS NULL"
+                ).to_arrow_table()
+            else:
+                decision = raw.execute(_decision_query(spec, staging)).to_arrow_table()
             with _registered(raw, _DECISION, decision):
                 # kept versions are staged at once, so that later chunks find them
                 raw.execute(f"""
                     INSERT INTO {staging.rows}
-                    SELECT {', '.join('s.' + ident(c) for c in spec.columns)}, s._row
-                    FROM {_STAGE} s JOIN {_DECISION} d USING (_row)
-                    WHERE d._decision = 'accepted' ORDER BY s._row
+                    SELECT {columns}, s._row FROM {_STAGE} s JOIN {_DECISION} d USING (_row)
+                    WHERE d._decision = 'kept' ORDER BY s._row
                 """)
                 rejected = raw.execute(_rejects_query(spec, plan, chunk, display=display)).to_arrow_table()
-                n_acc, n_dup = raw.execute(f"""
-                    SELECT count(*) FILTER (WHERE _decision = 'accepted'),
-                           count(*) FILTER (WHERE _decision = 'duplicate')
+                n_kept, n_repeat = raw.execute(f"""
+                    SELECT count(*) FILTER (WHERE _decision = 'kept'), count(*) FILTER (WHERE _decision = 'repeat')
                     FROM {_DECISION}
                 """).fetchone()
     counts["read"] += stage.num_rows
-    counts["accepted"] += n_acc
-    counts["duplicate"] += n_dup
+    counts["kept"] += n_kept
+    counts["repeat"] += n_repeat
     counts["blank"] += chunk.table.num_rows - stage.num_rows
     return rejected
 
 
 def _decision_query(spec: TableSpec, staging: _Staging) -> str:
-    """Per valid row: accepted (the kept version of its key), duplicate or conflict, and the
-    row where the kept version was first seen in this load (NULL: in the workspace before).
-
-    The kept version of a key is the row already in the workspace, else the one staged from
-    an earlier chunk, else the chunk's first valid row with that key.
-    """
+    """Per valid row of the chunk: kept (the first version of its key in this file), repeat
+    (identical to it) or conflict (different), and the row where the kept one was seen."""
     keys = [ident(k) for k in spec.key]
     content = [ident(c) for c in spec.columns if c not in spec.key]
     cols = keys + content
@@ -379,28 +464,21 @@ def _decision_query(spec: TableSpec, staging: _Staging) -> str:
     return f"""
         WITH v AS (SELECT _row, {', '.join(cols)} FROM {_STAGE} WHERE _rej IS NULL),
         wanted AS (SELECT DISTINCT {', '.join(keys)} FROM v),
-        existing AS (
-            SELECT * FROM (
-                SELECT {e_cols}, NULL::BIGINT AS _seen_row FROM {ident(spec.name)} e
-                SEMI JOIN wanted w ON {_on(keys, 'e', 'w')}
-                UNION ALL
-                SELECT {e_cols}, e._row FROM {staging.rows} e
-                SEMI JOIN wanted w ON {_on(keys, 'e', 'w')}
-            )
-            QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY _seen_row NULLS FIRST) = 1
+        earlier AS (
+            SELECT {e_cols}, e._row AS _seen_row FROM {staging.rows} e SEMI JOIN wanted w ON {_on(keys, 'e', 'w')}
         ),
         first_in_chunk AS (
             SELECT * FROM v QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY _row) = 1
         ),
         ref AS (
-            SELECT {', '.join(cols)}, NULL::BIGINT AS _ref_row, _seen_row FROM existing
+            SELECT {', '.join(cols)}, NULL::BIGINT AS _ref_row, _seen_row FROM earlier
             UNION ALL
             SELECT {', '.join('f.' + c for c in cols)}, f._row, f._row FROM first_in_chunk f
-            ANTI JOIN existing x ON {_on(keys, 'f', 'x')}
+            ANTI JOIN earlier x ON {_on(keys, 'f', 'x')}
         )
         SELECT v._row,
-            CASE WHEN ref._ref_row = v._row THEN 'accepted'
-                 WHEN {same} THEN 'duplicate'
+            CASE WHEN ref._ref_row = v._row THEN 'kept'
+                 WHEN {same} THEN 'repeat'
                  ELSE 'conflict' END AS _decision,
             ref._seen_row AS _first_row
         FROM v JOIN ref ON {_on(keys, 'v', 'ref')}
@@ -430,20 +508,151 @@ def _rejects_query(spec: TableSpec, plan: ColumnPlan, chunk: readers.Chunk, *, d
         key_text = (f"{lit(spec.name + ' key (')} || "
                     + " || ', ' || ".join(f"{lit(k + '=')} || {_QUOTE} || s.{ident(k)} || {_QUOTE}" for k in spec.key)
                     + " || ')'")
+    first_seen = f"coalesce({lit(display + ' row ')} || CAST(d._first_row AS VARCHAR), 'this file')"
+    first_seen_zh = f"coalesce({lit(display + ' 第 ')} || CAST(d._first_row AS VARCHAR) || ' 行', '本文件')"
     return f"""
         SELECT s._row AS row_number,
             CASE WHEN s._rej IS NOT NULL THEN s._rej.column_name ELSE {lit(', '.join(spec.key))} END AS column_name,
             CASE WHEN s._rej IS NOT NULL THEN s._rej.value ELSE {key_value} END AS value,
             CASE WHEN s._rej IS NOT NULL THEN s._rej.reason
-                 ELSE {key_text} || ' already loaded with different content (first seen in '
-                      || coalesce({lit(display + ' row ')} || CAST(d._first_row AS VARCHAR), 'the workspace')
-                      || ')' END AS reason,
+                 ELSE {key_text} || ' appears twice in this file with different content (kept the first, '
+                      || {first_seen} || ')' END AS reason,
+            CASE WHEN s._rej IS NOT NULL THEN s._rej.reason_zh
+                 ELSE {key_text} || ' 在本文件中出现两次且内容不同（保留先出现的 ' || {first_seen_zh} || '）' END AS reason_zh,
             {raw_json} AS raw
         FROM {_STAGE} s
         LEFT JOIN {_DECISION} d USING (_row)
         JOIN {_CHUNK} c ON c._row = s._row
         WHERE s._rej IS NOT NULL OR d._decision = 'conflict'
     """
+
+
+def _split_item_lines(raw, staging: _Staging, plans: dict, notes: list[str], warnings: list[str], *,
+                      display: str) -> dict[str, str]:
+    """Item lines -> one staged table of orders and one of order_items; says where amounts came from.
+
+    An order's amount is the order total column when the file has one that is the same on
+    every line of an order; otherwise the sum of its lines (the line amount column, the
+    amount column when it varies within an order, or unit price x quantity).
+    """
+    sources = {}
+    for plan in plans.values():
+        sources.update({c: plan.source_names[i] for c, i in plan.sources.items()})
+    lines = staging.rows
+    varies = lambda col: raw.execute(  # noqa: E731 - a small query used twice
+        f"SELECT count(*) FROM (SELECT order_id FROM {lines} GROUP BY order_id "
+        f"HAVING count(DISTINCT {ident(col)}) > 1 OR count({ident(col)}) NOT IN (0, count(*)))"
+    ).fetchone()[0] > 0
+    line_value = "coalesce(line_amount, round(price * quantity, 2))"
+    if "amount" in sources and not varies("amount"):
+        amount = "first(amount ORDER BY _row)"
+        notes.append(f"amount: the order total column {sources['amount']!r} (the same on every line of an order)")
+    elif "amount" in sources and "line_amount" not in sources:
+        amount = "sum(amount)"
+        line_value = "amount"
+        notes.append(f"amount: sum of the item lines (column {sources['amount']!r} varies within orders)")
+    elif "line_amount" in sources:
+        amount = f"sum({line_value})"
+        notes.append(f"amount: sum of the item lines (column {sources['line_amount']!r})")
+    else:
+        amount = "sum(round(price * quantity, 2))"
+        notes.append("amount: sum of unit price x quantity over the item lines (the file has no amount column)")
+    refund = "sum(refund_amount)" if "refund_amount" in sources and varies("refund_amount") else \
+        "first(refund_amount ORDER BY _row)"
+    orders_t, items_t = staging.table("order_rows"), staging.table("item_rows")
+    raw.execute(f"""
+        CREATE TABLE {orders_t} AS
+        SELECT order_id, first(user_id ORDER BY _row) AS user_id, min(ts) AS ts, round({amount}, 2) AS amount,
+            first(currency ORDER BY _row) AS currency, first(status ORDER BY _row) AS status,
+            round({refund}, 2) AS refund_amount, max(refunded_at) AS refunded_at, min(_row) AS _row,
+            count(DISTINCT user_id) AS _users
+        FROM {lines} GROUP BY order_id
+    """)
+    mixed = raw.execute(f"SELECT count(*) FROM {orders_t} WHERE _users > 1").fetchone()[0]
+    if mixed:
+        warnings.append(f"{display}: {mixed:,} orders have lines with different buyers; the first line's buyer was kept")
+    raw.execute(f"""
+        CREATE TABLE {items_t} AS
+        SELECT order_id, coalesce(line_no, row_number() OVER (PARTITION BY order_id ORDER BY _row)) AS line_no,
+            sku, category, quantity,
+            coalesce(price, round({line_value} / quantity, 2)) AS price, _row
+        FROM {lines}
+    """)
+    return {ORDERS.name: orders_t, ORDER_ITEMS.name: items_t}
+
+
+def _decide(raw, spec: TableSpec, rows: str, staging: _Staging) -> str:
+    """Compare staged rows (one per key) with the workspace: insert, update or unchanged."""
+    keys = [ident(k) for k in spec.key]
+    content = [ident(c) for c in spec.columns if c not in spec.key]
+    same = " AND ".join(f"s.{c} IS NOT DISTINCT FROM t.{c}" for c in content) or "TRUE"
+    if spec.name == ORDER_ITEMS.name:  # lines numbered in file order when the export had none
+        source = f"(SELECT * REPLACE (coalesce(line_no, row_number() OVER (PARTITION BY order_id ORDER BY _row)) " \
+                 f"AS line_no) FROM {rows})"
+    else:
+        source = rows
+    out = staging.table(f"decided_{spec.name}")
+    raw.execute(f"""
+        CREATE TABLE {out} AS
+        SELECT {', '.join('s.' + ident(c) for c in spec.columns)}, s._row,
+            CASE WHEN t._present IS NULL THEN 'insert' WHEN {same} THEN 'unchanged' ELSE 'update' END AS _decision
+        FROM {source} s
+        LEFT JOIN (SELECT *, TRUE AS _present FROM {ident(spec.name)}) t ON {_on(keys, 's', 't')}
+    """)
+    return out
+
+
+def _decision_counts(raw, decided: str) -> dict[str, int]:
+    got = dict(raw.execute(f"SELECT _decision, count(*) FROM {decided} GROUP BY ALL").fetchall())
+    return {"inserted": got.get("insert", 0), "updated": got.get("update", 0), "unchanged": got.get("unchanged", 0)}
+
+
+def _apply(raw, spec: TableSpec, decided: str, *, load_id: str, at: dt_.datetime) -> None:
+    """Inside the load's transaction: move replaced versions aside, then write the new ones."""
+    keys = [ident(k) for k in spec.key]
+    cols = ", ".join(ident(c) for c in (*spec.columns, LOAD_ID))
+    versions = ident(spec.name + VERSIONS_SUFFIX)
+    changed = f"(SELECT {', '.join(keys)} FROM {decided} WHERE _decision = 'update')"
+    raw.execute(
+        f"INSERT INTO {versions} ({cols}, superseded_by, superseded_at) "
+        f"SELECT {', '.join('t.' + ident(c) for c in (*spec.columns, LOAD_ID))}, ?, ? "
+        f"FROM {ident(spec.name)} t SEMI JOIN {changed} u ON {_on(keys, 't', 'u')}",
+        [load_id, at],
+    )
+    raw.execute(f"DELETE FROM {ident(spec.name)} t USING {changed} u WHERE {_on(keys, 't', 'u')}")
+    raw.execute(
+        f"INSERT INTO {ident(spec.name)} ({cols}) SELECT {', '.join(ident(c) for c in spec.columns)}, ? "
+        f"FROM {decided} WHERE _decision IN ('insert', 'update') ORDER BY _row",
+        [load_id],
+    )
+
+
+def _vocabulary_warnings(raw, spec: TableSpec, staging: _Staging, *, display: str) -> list[str]:
+    """Status values that could not be mapped; event names outside the canonical vocabulary."""
+    out = []
+    if "status" in spec.columns:
+        unknown = raw.execute(
+            f"SELECT value, count(*) AS n FROM {staging.rejects} WHERE column_name = 'status' "
+            "GROUP BY value ORDER BY n DESC, value"
+        ).fetchall()
+        if unknown:
+            listed = ", ".join(f"{v} ({n:,} rows)" for v, n in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            out.append(f"{display}: unknown status values: {listed}; these rows were rejected, not counted as "
+                       "purchases: map them in [ingest.status_map] of userstrata.toml and load the file again")
+    if spec.name == "events":
+        names = raw.execute(
+            f"SELECT event, count(*) AS n FROM {staging.rows} GROUP BY event ORDER BY n DESC, event"
+        ).fetchall()
+        unknown = [(e, n) for e, n in names if e not in EVENT_NAMES]
+        if unknown:
+            listed = ", ".join(f"{e} ({n:,} rows)" for e, n in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            if len(unknown) == len(names):
+                out.append(f"{display}: none of the event names is a known event: {listed}; interaction depth "
+                           "counts none of them: map them in [ingest.event_map] of userstrata.toml")
+            else:
+                out.append(f"{display}: event names kept as they are (not in the vocabulary): {listed}; map them "
+                           "in [ingest.event_map] if they are interactions")
+    return out
 
 
 def list_rejects(store, *, table: str | None = None, load_id: str | None = None,

@@ -35,16 +35,27 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     # "price"/"total"/"revenue" mean the order's amount only in orders (the one table with
     # an amount); in order_items "price" is the canonical unit price itself
     "amount": (
-        "实付金额", "实付款", "支付金额", "付款金额", "金额", "订单金额", "orderamount", "paidamount",
-        "payamount", "total", "totalamount", "ordertotal", "revenue", "price",
+        "订单实付金额", "实付金额", "实付款", "订单实付款", "支付金额", "付款金额", "订单支付金额", "金额",
+        "订单金额", "订单总额", "订单总金额", "orderamount", "paidamount", "payamount", "total",
+        "totalamount", "ordertotal", "revenue", "price",
     ),
+    # item-level exports: what one line cost (the order's amount is their sum)
+    "line_amount": (
+        "商品实付金额", "商品实付", "商品金额", "商品总价", "商品小计", "小计", "商品应付金额",
+        "lineamount", "linetotal", "itemamount", "itemtotal", "subtotal",
+    ),
+    "line_no": ("行号", "明细行号", "子订单序号", "lineno", "linenumber", "line"),
     "refund_amount": ("退款金额", "退款", "refund", "refundamount", "refundedamount"),
     "refunded_at": ("退款时间", "refundtime", "refunddate", "refundedtime"),
     "status": ("订单状态", "状态", "交易状态", "orderstatus", "state"),
     "currency": ("币种", "货币", "currencycode"),
     "registered_at": ("注册时间", "注册日期", "createdat", "signupat", "signupdate", "registeredtime", "registrationdate"),
     "channel": ("渠道", "来源渠道", "注册渠道", "channelname"),
-    "sku": ("商品id", "商品编号", "商品编码", "sku", "skuid", "productid", "itemid"),
+    # a product's name stands in for its code when an export has no code column
+    "sku": (
+        "商品id", "商品编号", "商品编码", "规格编码", "sku", "skuid", "productid", "itemid", "商品名称",
+        "商品", "课程名称", "商品标题", "productname", "itemname",
+    ),
     "category": ("类目", "品类", "分类", "商品类目", "商品分类", "productcategory", "categoryname"),
     "quantity": ("数量", "购买数量", "件数", "qty"),
     "price": ("单价", "价格", "商品单价", "unitprice", "itemprice"),

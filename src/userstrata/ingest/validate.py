@@ -11,7 +11,7 @@ import datetime as dt_
 from dataclasses import dataclass
 
 from userstrata.ingest.mapping import ColumnPlan
-from userstrata.schema import TableSpec
+from userstrata.schema import ORDER_STATUSES, TableSpec
 
 # spaces a spreadsheet cell may carry around a value: ASCII, no-break, ideographic (全角)
 _WS = " \t\r\n\u00a0\u3000"
@@ -24,11 +24,12 @@ _OFFSET = r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|UTC|GMT|[+-]\d{2}(:?\d{2})?)$"
 # naive formats TRY_CAST(... AS TIMESTAMP) does not take (it takes ISO with ' ' or 'T',
 # fractional seconds, '-' or '/' dates with or without leading zeros, date only)
 _EXTRA_FORMATS = (
-    "%Y%m%d", "%Y%m%d%H%M%S", "%Y%m%d %H:%M:%S", "%Y%m%d %H:%M",
+    "%Y%m%d", "%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d %H:%M:%S", "%Y%m%d %H:%M",
     "%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M", "%Y.%m.%d",
     "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日",
 )
 TS_EXAMPLES = "2024-06-30 14:05:00, 2024-06-30T14:05:00+08:00, 2024/6/30 14:05, 20240630 or epoch seconds"
+TS_EXAMPLES_ZH = "2024-06-30 14:05:00、2024-06-30T14:05:00+08:00、2024/6/30 14:05、2024年6月30日、20240630 或时间戳"
 
 
 def lit(value: object) -> str:
@@ -56,6 +57,10 @@ class Rules:
     currency: str
     future_limit: dt_.datetime  # naive UTC
     future_tolerance_hours: float
+    earliest: dt_.date = dt_.date(1990, 1, 1)
+    statuses: tuple[tuple[str, str], ...] = ()  # (folded source value, canonical status)
+    events: tuple[tuple[str, str], ...] = ()  # (folded source name, canonical name)
+    currency_rates: tuple[tuple[str, float], ...] = ()  # (currency, units of the shop currency)
 
 
 def column_kind(spec: TableSpec, column: str) -> str:
@@ -66,8 +71,10 @@ def column_kind(spec: TableSpec, column: str) -> str:
         return "money"
     if dtype.is_integer():
         return "count"
-    if column in ("status", "event"):
-        return "lower"
+    if column == "status":
+        return "status"
+    if column == "event":
+        return "event"
     if column == "currency":
         return "upper"
     if column in ("attributes", "properties"):
@@ -80,6 +87,21 @@ def _quoted(expr: str) -> str:
     return f"'''' || (CASE WHEN length({expr}) > 60 THEN left({expr}, 57) || '...' ELSE {expr} END) || ''''"
 
 
+def _lookup(expr: str, pairs: tuple[tuple[str, str], ...], *, otherwise: str = "NULL") -> str:
+    """SQL for: the canonical value of ``expr`` (trimmed, lower-cased) by ``pairs``."""
+    groups: dict[str, list[str]] = {}
+    for source, canonical in pairs:
+        groups.setdefault(canonical, []).append(source)
+    if not groups:
+        return otherwise
+    key = f"lower({expr})"
+    whens = " ".join(
+        f"WHEN {key} IN ({', '.join(lit(v) for v in sources)}) THEN {lit(canonical)}"
+        for canonical, sources in groups.items()
+    )
+    return f"CASE {whens} ELSE {otherwise} END"
+
+
 def _parse_ts(raw: str, zone: str) -> str:
     zone_lit = lit(zone)
     formats = "[" + ", ".join(lit(f) for f in _EXTRA_FORMATS) + "]"
@@ -87,7 +109,7 @@ def _parse_ts(raw: str, zone: str) -> str:
         WHEN {raw} IS NULL THEN NULL
         WHEN regexp_full_match({raw}, '\\d{{9,10}}(\\.\\d+)?')
             THEN make_timestamp(CAST(round(CAST({raw} AS DOUBLE) * 1000000) AS BIGINT))
-        WHEN regexp_full_match({raw}, '\\d{{12,13}}') THEN make_timestamp(CAST({raw} AS BIGINT) * 1000)
+        WHEN regexp_full_match({raw}, '1\\d{{12}}') THEN make_timestamp(CAST({raw} AS BIGINT) * 1000)
         WHEN regexp_matches({raw}, {lit(_OFFSET)}) THEN timezone('UTC', TRY_CAST(
             regexp_replace({raw}, '\\s+(Z|z|UTC|GMT|[+-]\\d{{2}}(:?\\d{{2}})?)$', '\\1') AS TIMESTAMPTZ))
         ELSE timezone('UTC', timezone({zone_lit},
@@ -145,8 +167,10 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
                 f"WHEN {number} = floor({number}) AND {number} >= 1 AND {number} < 1e15 "
                 f"THEN CAST({number} AS BIGINT) END"
             )
-        elif kind == "lower":
-            value = f"lower({r})"
+        elif kind == "status":
+            value = _lookup(r, rules.statuses)
+        elif kind == "event":
+            value = _lookup(r, rules.events, otherwise=f"lower({r})")
         elif kind == "upper":
             value = f"upper({r})"
         elif kind == "json":
@@ -157,71 +181,95 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
                 # a provided but invalid JSON cell is still rejected by the check below
         else:
             value = r
-        if kind in ("lower", "upper", "text") and default is not None:
-            value = f"coalesce({value}, {lit(default)})"
+        if kind in ("status", "event", "upper", "text") and default is not None:
+            value = f"CASE WHEN {r} IS NULL THEN {lit(default)} ELSE {value} END"
         parsed.append(f"{value} AS {ident('v_' + col)}")
 
-    # 3. the first failing check, in the table's column order
-    checks: list[tuple[str, str, str, str]] = []  # (condition, column, value expr, reason expr)
+    # 3. the first failing check, in the table's column order; each reason in English and Chinese
+    checks: list[tuple[str, str, str, str, str]] = []  # (condition, column, value, reason, reason_zh)
+
+    def check(cond: str, col: str, value: str, en: str, zh: str) -> None:
+        checks.append((cond, col, value, en, zh))
+
+    def says(col: str, r: str, en: str, zh: str) -> tuple[str, str]:
+        """Reason texts quoting the value: "amount 'abc' is not a number" / "amount 'abc' 不是数字"."""
+        return f"{lit(col + ' ')} || {_quoted(r)} || {lit(en)}", f"{lit(col + ' ')} || {_quoted(r)} || {lit(zh)}"
+
+    known_statuses = ", ".join(ORDER_STATUSES)
+    rates = dict(rules.currency_rates)
     for col in spec.columns:
         kind, r, v = column_kind(spec, col), ident("r_" + col), ident("v_" + col)
         required = col in spec.required
         if spec.name == "events" and col == "user_id":
-            checks.append((
-                f"{r} IS NULL AND {ident('r_anonymous_id')} IS NULL", col, "NULL",
-                lit("user_id and anonymous_id are both empty; an event needs one of them"),
-            ))
+            check(f"{r} IS NULL AND {ident('r_anonymous_id')} IS NULL", col, "NULL",
+                  lit("user_id and anonymous_id are both empty; an event needs one of them"),
+                  lit("user_id 和 anonymous_id 都为空，一条事件至少需要其中一个"))
         if required:
-            checks.append((f"{r} IS NULL", col, "NULL", lit(f"{col} is empty")))
+            check(f"{r} IS NULL", col, "NULL", lit(f"{col} is empty"), lit(f"{col} 为空（必填）"))
         if kind == "ts":
-            checks.append((
-                f"{r} IS NOT NULL AND {v} IS NULL", col, r,
-                f"{lit(col + ' ')} || {_quoted(r)} || {lit(' is not a date/time (expected e.g. ' + TS_EXAMPLES + ')')}",
-            ))
+            check(f"{r} IS NOT NULL AND {v} IS NULL", col, r,
+                  *says(col, r, f" is not a date/time (expected e.g. {TS_EXAMPLES})",
+                        f" 不是日期时间（示例：{TS_EXAMPLES_ZH}）"))
             hours = f"{rules.future_tolerance_hours:g}"
-            checks.append((
-                f"{v} > {lit(rules.future_limit)}", col, r,
-                f"{lit(col + ' ')} || {_quoted(r)} || {lit(' is a timestamp in the future (later than now + ' + hours + ' h)')}",
-            ))
+            check(f"{v} > {lit(rules.future_limit)}", col, r,
+                  *says(col, r, f" is a timestamp in the future (later than now + {hours} h)",
+                        f" 是未来的时间（晚于当前时间 {hours} 小时以上）"))
+            earliest = rules.earliest.isoformat()
+            check(f"{v} < {lit(dt_.datetime.combine(rules.earliest, dt_.time()))}", col, r,
+                  *says(col, r, f" is before {earliest}, the earliest plausible date ([ingest] earliest_date)",
+                        f" 早于 {earliest}，不是可信的日期（见 [ingest] earliest_date）"))
         elif kind == "money":
-            checks.append((
-                f"{r} IS NOT NULL AND ({v} IS NULL OR NOT isfinite({v}))", col, r,
-                f"{lit(col + ' ')} || {_quoted(r)} || ' is not a number'",
-            ))
-            why = "; refunds belong in refund_amount" if col == "amount" else ""
-            checks.append((f"{v} < 0", col, r, f"{lit(col + ' ')} || {_quoted(r)} || {lit(' is negative' + why)}"))
+            check(f"{r} IS NOT NULL AND ({v} IS NULL OR NOT isfinite({v}))", col, r,
+                  *says(col, r, " is not a number", " 不是数字"))
+            why = ("; refunds belong in refund_amount", "；退款请填在 refund_amount") if col == "amount" else ("", "")
+            check(f"{v} < 0", col, r, *says(col, r, " is negative" + why[0], " 是负数" + why[1]))
             if col == "refund_amount" and "amount" in spec.columns:
-                checks.append((
-                    f"{v} > {ident('v_amount')}", col, r,
-                    f"{lit(col + ' ')} || {_quoted(r)} || ' is more than amount ' || {_quoted(ident('r_amount'))}",
-                ))
+                more = says(col, r, " is more than amount ", " 大于金额 ")
+                check(f"{v} > {ident('v_amount')}", col, r,
+                      more[0] + f" || {_quoted(ident('r_amount'))}", more[1] + f" || {_quoted(ident('r_amount'))}")
         elif kind == "count":
-            checks.append((
-                f"{r} IS NOT NULL AND TRY_CAST({ident('n_' + col)} AS DOUBLE) IS NULL", col, r,
-                f"{lit(col + ' ')} || {_quoted(r)} || ' is not a number'",
-            ))
-            checks.append((
-                f"{r} IS NOT NULL AND {v} IS NULL", col, r,
-                f"{lit(col + ' ')} || {_quoted(r)} || ' is not a whole number >= 1'",
-            ))
+            check(f"{r} IS NOT NULL AND TRY_CAST({ident('n_' + col)} AS DOUBLE) IS NULL", col, r,
+                  *says(col, r, " is not a number", " 不是数字"))
+            check(f"{r} IS NOT NULL AND {v} IS NULL", col, r,
+                  *says(col, r, " is not a whole number >= 1", " 不是大于等于 1 的整数"))
+        elif kind == "status":
+            check(f"{r} IS NOT NULL AND {v} IS NULL", col, r,
+                  *says(col, r, f" is not a known order status; map it in [ingest.status_map] to one of {known_statuses}",
+                        f" 不是已知的订单状态；请在 [ingest.status_map] 中把它对应到 {known_statuses} 之一"))
+        elif kind == "upper" and col == "currency" and "amount" in spec.columns:
+            allowed = [rules.currency, *rates]
+            check(f"{v} NOT IN ({', '.join(lit(c) for c in allowed)})", col, r,
+                  *says(col, r, f" differs from the shop currency {rules.currency} and has no rate; "
+                                "add one under [ingest.currency_rates]",
+                        f" 与店铺币种 {rules.currency} 不同且没有汇率；请在 [ingest.currency_rates] 中配置"))
         elif kind == "json":
             if col in plan.sources:
-                checks.append((
-                    f"{r} IS NOT NULL AND NOT (json_valid({r}) AND json_type({r}) = 'OBJECT')", col, r,
-                    f"{lit(col + ' ')} || {_quoted(r)} || ' is not a JSON object'",
-                ))
+                check(f"{r} IS NOT NULL AND NOT (json_valid({r}) AND json_type({r}) = 'OBJECT')", col, r,
+                      *says(col, r, " is not a JSON object", " 不是 JSON 对象"))
     if checks:
         whens = "\n".join(
-            f"        WHEN {cond} THEN struct_pack(column_name := {lit(col)}, value := {value}, reason := {reason})"
-            for cond, col, value, reason in checks
+            f"        WHEN {cond} THEN struct_pack(column_name := {lit(col)}, value := {value}, "
+            f"reason := {reason}, reason_zh := {reason_zh})"
+            for cond, col, value, reason, reason_zh in checks
         )
         rej = f"CASE\n{whens}\n    END"
     else:
         rej = "NULL"
 
     finals = []
+    rate = "1.0"
+    if "currency" in spec.columns and rates:
+        rate = "CASE " + " ".join(f"WHEN v_currency = {lit(c)} THEN {lit(float(x))}" for c, x in rates.items()) + " ELSE 1.0 END"
     for col in spec.columns:
         v = ident("v_" + col)
+        if col in ("amount", "refund_amount") and rate != "1.0":
+            v = f"round({v} * ({rate}), 2)"  # converted into the shop currency
+        elif col == "currency" and rate != "1.0":
+            v = f"CASE WHEN {v} IN ({', '.join(lit(c) for c in rates)}) THEN {lit(rules.currency)} ELSE {v} END"
+        elif col == "status" and "refund_amount" in spec.columns:
+            # closed after payment (Youzan's TRADE_CLOSED covers both) shows as a refund
+            v = (f"CASE WHEN {v} = 'cancelled' AND v_refund_amount > 0 THEN "
+                 f"(CASE WHEN v_refund_amount < v_amount THEN 'partially_refunded' ELSE 'refunded' END) ELSE {v} END")
         if col == "event_id":
             content = ", ".join(
                 f"coalesce({e}, '')"
@@ -234,6 +282,8 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
             v = f"coalesce({v}, md5(concat_ws('|', {content})))"
         finals.append(f"{v} AS {ident(col)}")
 
+    # events whose id is derived from their content are numbered by occurrence in the loader
+    derived = ", v_event_id IS NULL AS _derived_id" if "event_id" in spec.columns else ""
     return f"""WITH r AS (
     SELECT {', '.join(raw_cols)}
     FROM {chunk}
@@ -243,5 +293,5 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
     FROM r
 )
 SELECT _row, {', '.join(finals)},
-    {rej} AS _rej
+    {rej} AS _rej{derived}
 FROM p"""
