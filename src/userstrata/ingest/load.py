@@ -571,6 +571,15 @@ def _split_item_lines(raw, staging: _Staging, plans: dict, notes: list[str], war
     mixed = raw.execute(f"SELECT count(*) FROM {orders_t} WHERE _users > 1").fetchone()[0]
     if mixed:
         warnings.append(f"{display}: {mixed:,} orders have lines with different buyers; the first line's buyer was kept")
+    # the per-order checks that single-line files get in validation (see validate.stage_query)
+    over = raw.execute(f"SELECT count(*) FROM {orders_t} WHERE refund_amount > amount").fetchone()[0]
+    if over:
+        warnings.append(f"{display}: {over:,} orders have refunds above their amount; the refund was capped at the amount")
+    raw.execute(f"""
+        UPDATE {orders_t} SET refund_amount = least(refund_amount, amount),
+            status = CASE WHEN status = 'cancelled' AND refund_amount > 0 THEN
+                (CASE WHEN refund_amount < amount THEN 'partially_refunded' ELSE 'refunded' END) ELSE status END
+    """)
     raw.execute(f"""
         CREATE TABLE {items_t} AS
         SELECT order_id, coalesce(line_no, row_number() OVER (PARTITION BY order_id ORDER BY _row)) AS line_no,

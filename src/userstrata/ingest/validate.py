@@ -223,7 +223,8 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
                   *says(col, r, " is not a number", " 不是数字"))
             why = ("; refunds belong in refund_amount", "；退款请填在 refund_amount") if col == "amount" else ("", "")
             check(f"{v} < 0", col, r, *says(col, r, " is negative" + why[0], " 是负数" + why[1]))
-            if col == "refund_amount" and "amount" in spec.columns:
+            # on an item line the refund may be the order's, so item exports check it per order
+            if col == "refund_amount" and "amount" in spec.columns and "line_amount" not in spec.columns:
                 more = says(col, r, " is more than amount ", " 大于金额 ")
                 check(f"{v} > {ident('v_amount')}", col, r,
                       more[0] + f" || {_quoted(ident('r_amount'))}", more[1] + f" || {_quoted(ident('r_amount'))}")
@@ -266,7 +267,7 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
             v = f"round({v} * ({rate}), 2)"  # converted into the shop currency
         elif col == "currency" and rate != "1.0":
             v = f"CASE WHEN {v} IN ({', '.join(lit(c) for c in rates)}) THEN {lit(rules.currency)} ELSE {v} END"
-        elif col == "status" and "refund_amount" in spec.columns:
+        elif col == "status" and "refund_amount" in spec.columns and "line_amount" not in spec.columns:
             # closed after payment (Youzan's TRADE_CLOSED covers both) shows as a refund
             v = (f"CASE WHEN {v} = 'cancelled' AND v_refund_amount > 0 THEN "
                  f"(CASE WHEN v_refund_amount < v_amount THEN 'partially_refunded' ELSE 'refunded' END) ELSE {v} END")
