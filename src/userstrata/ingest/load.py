@@ -42,6 +42,16 @@ from userstrata.schema import CANONICAL, EVENT_NAMES, LOAD_ID, ORDER_ITEMS, ORDE
 
 Progress = Callable[[int], None]
 
+
+class _Messages(list):
+    """Warnings or notes, each in English and Chinese (the reader's own are English only)."""
+
+    def add(self, en: str, zh: str | None = None) -> None:
+        self.append((en, zh or en))
+
+    def texts(self, lang: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(zh if lang == "zh" else en for en, zh in self))
+
 # One line of an item-level order export: the order's fields plus the item's. Item columns
 # come first so that a column named "price" is the unit price, not the order amount.
 _ITEM_LINES = TableSpec(
@@ -81,6 +91,12 @@ class LoadReport:
     column_map: tuple[tuple[str, str], ...] = ()  # (canonical column, source column)
     notes: tuple[str, ...] = ()  # how the load read the file (e.g. where order amounts came from)
     tables: dict[str, dict[str, int]] = field(default_factory=dict)
+    warnings_zh: tuple[str, ...] = ()  # the same warnings and notes in Chinese
+    notes_zh: tuple[str, ...] = ()
+
+    def messages(self, lang: str = "en") -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(warnings, notes) in ``lang``."""
+        return (self.warnings_zh, self.notes_zh) if lang == "zh" else (self.warnings, self.notes)
 
     def summary(self, lang: str = "en") -> str:
         """One line for people: '1,000 rows read: 990 new, 3 updated, 0 unchanged, 7 rejected'."""
@@ -269,7 +285,7 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
     if reader.names is not None:
         plan_for(reader.names)
 
-    warnings: list[str] = []
+    warnings = _Messages()
     if sha256 is not None:
         earlier = raw.execute(
             "SELECT load_id, loaded_at FROM loads WHERE file_sha256 = ? AND table_name = ? AND undone_at IS NULL "
@@ -277,9 +293,11 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
             [sha256, spec.name],
         ).fetchone()
         if earlier:
-            warnings.append(
+            warnings.add(
                 f"{display}: the same file was already loaded into {spec.name} (load {earlier[0]} at "
-                f"{earlier[1]:%Y-%m-%d %H:%M} UTC); rows already there are unchanged"
+                f"{earlier[1]:%Y-%m-%d %H:%M} UTC); rows already there are unchanged",
+                f"{display}：同一文件已导入过 {spec.name}（导入 {earlier[0]}，{earlier[1]:%Y-%m-%d %H:%M} UTC）；"
+                "已有的行保持不变",
             )
 
     totals = {"read": 0, "kept": 0, "repeat": 0, "rejected": 0, "blank": 0}
@@ -294,7 +312,7 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
                     totals[k] += v
                 if progress is not None:
                     progress(chunk.n_rows)
-            notes: list[str] = []
+            notes = _Messages()
             if items:
                 targets = _split_item_lines(raw, staging, plans, notes, warnings, display=display)
             else:
@@ -305,7 +323,7 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
             inserted, updated, unchanged = lines["inserted"], lines["updated"], lines["unchanged"] + totals["repeat"]
             if totals["read"] != inserted + updated + unchanged + totals["rejected"]:
                 raise RuntimeError(f"ingest bug: counts do not add up for load {load_id}: {totals}, {per_table}")
-            warnings.extend(_vocabulary_warnings(raw, stage_spec, staging, display=display))
+            _vocabulary_warnings(raw, stage_spec, staging, warnings, display=display)
             with store.transaction():
                 for name, table in decided.items():
                     _apply(raw, CANONICAL[name], table, load_id=load_id, at=started)
@@ -320,24 +338,26 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
                     "rows_updated, rows_unchanged, rows_rejected, loaded_at, notes) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [load_id, spec.name, file, sha256, reader.encoding, totals["read"], inserted, updated, unchanged,
-                     totals["rejected"], started, json.dumps({"tables": per_table, "notes": notes}, ensure_ascii=False)],
+                     totals["rejected"], started,
+                     json.dumps({"tables": per_table, "notes": notes.texts("en")}, ensure_ascii=False)],
                 )
     finally:
         chunks.close()
 
     # the last plan has seen every column (JSON lines learn columns as they go)
     plan = list(plans.values())[-1] if plans else None
-    warnings.extend(getattr(reader, "warnings", []))
-    if plan is not None:
-        warnings.extend(plan.warnings)
+    for text in [*getattr(reader, "warnings", []), *(plan.warnings if plan is not None else ())]:
+        warnings.add(*text) if isinstance(text, tuple) else warnings.add(text)
     if totals["read"] == 0:
-        what = "no records" if reader.names is None else "a header but no data rows"
-        warnings.append(f"{display} has {what}; nothing was loaded")
+        what = ("no records", "没有记录") if reader.names is None else ("a header but no data rows", "只有表头，没有数据行")
+        warnings.add(f"{display} has {what[0]}; nothing was loaded", f"{display} {what[1]}；未导入任何数据")
     if totals["blank"]:
-        warnings.append(f"{display}: skipped {totals['blank']} rows with every cell empty")
+        warnings.add(f"{display}: skipped {totals['blank']} rows with every cell empty",
+                     f"{display}：跳过 {totals['blank']} 个空行")
     if totals["rejected"]:
-        warnings.append(
-            f"{display}: {totals['rejected']:,} rows rejected; see them with `userstrata rejects --load {load_id}`"
+        warnings.add(
+            f"{display}: {totals['rejected']:,} rows rejected; see them with `userstrata rejects --load {load_id}`",
+            f"{display}：拒绝 {totals['rejected']:,} 行；用 `userstrata rejects --load {load_id} --lang zh` 查看原因",
         )
     return LoadReport(
         load_id=load_id,
@@ -350,10 +370,12 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
         rows_unchanged=unchanged,
         rows_rejected=totals["rejected"],
         ignored_columns=plan.ignored_columns if plan else (),
-        warnings=tuple(dict.fromkeys(warnings)),
+        warnings=warnings.texts("en"),
         column_map=plan.column_map if plan else (),
-        notes=tuple(notes),
+        notes=notes.texts("en"),
         tables=per_table,
+        warnings_zh=warnings.texts("zh"),
+        notes_zh=notes.texts("zh"),
     )
 
 
@@ -527,7 +549,7 @@ def _rejects_query(spec: TableSpec, plan: ColumnPlan, chunk: readers.Chunk, *, d
     """
 
 
-def _split_item_lines(raw, staging: _Staging, plans: dict, notes: list[str], warnings: list[str], *,
+def _split_item_lines(raw, staging: _Staging, plans: dict, notes: _Messages, warnings: _Messages, *,
                       display: str) -> dict[str, str]:
     """Item lines -> one staged table of orders and one of order_items; says where amounts came from.
 
@@ -546,17 +568,21 @@ def _split_item_lines(raw, staging: _Staging, plans: dict, notes: list[str], war
     line_value = "coalesce(line_amount, round(price * quantity, 2))"
     if "amount" in sources and not varies("amount"):
         amount = "first(amount ORDER BY _row)"
-        notes.append(f"amount: the order total column {sources['amount']!r} (the same on every line of an order)")
+        notes.add(f"amount: the order total column {sources['amount']!r} (the same on every line of an order)",
+                  f"订单金额：取订单总额列「{sources['amount']}」（同一订单各行相同）")
     elif "amount" in sources and "line_amount" not in sources:
         amount = "sum(amount)"
         line_value = "amount"
-        notes.append(f"amount: sum of the item lines (column {sources['amount']!r} varies within orders)")
+        notes.add(f"amount: sum of the item lines (column {sources['amount']!r} varies within orders)",
+                  f"订单金额：各商品行之和（列「{sources['amount']}」在同一订单内各行不同）")
     elif "line_amount" in sources:
         amount = f"sum({line_value})"
-        notes.append(f"amount: sum of the item lines (column {sources['line_amount']!r})")
+        notes.add(f"amount: sum of the item lines (column {sources['line_amount']!r})",
+                  f"订单金额：各商品行之和（列「{sources['line_amount']}」）")
     else:
         amount = "sum(round(price * quantity, 2))"
-        notes.append("amount: sum of unit price x quantity over the item lines (the file has no amount column)")
+        notes.add("amount: sum of unit price x quantity over the item lines (the file has no amount column)",
+                  "订单金额：各商品行 单价 × 数量 之和（文件没有金额列）")
     refund = "sum(refund_amount)" if "refund_amount" in sources and varies("refund_amount") else \
         "first(refund_amount ORDER BY _row)"
     orders_t, items_t = staging.table("order_rows"), staging.table("item_rows")
@@ -570,11 +596,13 @@ def _split_item_lines(raw, staging: _Staging, plans: dict, notes: list[str], war
     """)
     mixed = raw.execute(f"SELECT count(*) FROM {orders_t} WHERE _users > 1").fetchone()[0]
     if mixed:
-        warnings.append(f"{display}: {mixed:,} orders have lines with different buyers; the first line's buyer was kept")
+        warnings.add(f"{display}: {mixed:,} orders have lines with different buyers; the first line's buyer was kept",
+                     f"{display}：{mixed:,} 个订单的各行买家不同；保留第一行的买家")
     # the per-order checks that single-line files get in validation (see validate.stage_query)
     over = raw.execute(f"SELECT count(*) FROM {orders_t} WHERE refund_amount > amount").fetchone()[0]
     if over:
-        warnings.append(f"{display}: {over:,} orders have refunds above their amount; the refund was capped at the amount")
+        warnings.add(f"{display}: {over:,} orders have refunds above their amount; the refund was capped at the amount",
+                     f"{display}：{over:,} 个订单的退款大于订单金额；退款按订单金额计")
     raw.execute(f"""
         UPDATE {orders_t} SET refund_amount = least(refund_amount, amount),
             status = CASE WHEN status = 'cancelled' AND refund_amount > 0 THEN
@@ -636,9 +664,8 @@ def _apply(raw, spec: TableSpec, decided: str, *, load_id: str, at: dt_.datetime
     )
 
 
-def _vocabulary_warnings(raw, spec: TableSpec, staging: _Staging, *, display: str) -> list[str]:
+def _vocabulary_warnings(raw, spec: TableSpec, staging: _Staging, out: _Messages, *, display: str) -> None:
     """Status values that could not be mapped; event names outside the canonical vocabulary."""
-    out = []
     if "status" in spec.columns:
         unknown = raw.execute(
             f"SELECT value, count(*) AS n FROM {staging.rejects} WHERE column_name = 'status' "
@@ -646,8 +673,11 @@ def _vocabulary_warnings(raw, spec: TableSpec, staging: _Staging, *, display: st
         ).fetchall()
         if unknown:
             listed = ", ".join(f"{v} ({n:,} rows)" for v, n in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-            out.append(f"{display}: unknown status values: {listed}; these rows were rejected, not counted as "
-                       "purchases: map them in [ingest.status_map] of userstrata.toml and load the file again")
+            listed_zh = "、".join(f"{v}（{n:,} 行）" for v, n in unknown[:10]) + ("……" if len(unknown) > 10 else "")
+            out.add(f"{display}: unknown status values: {listed}; these rows were rejected, not counted as "
+                    "purchases: map them in [ingest.status_map] of userstrata.toml and load the file again",
+                    f"{display}：未知的订单状态：{listed_zh}；这些行已拒绝，不计为购买：请在 userstrata.toml 的 "
+                    "[ingest.status_map] 中配置后重新导入")
     if spec.name == "events":
         names = raw.execute(
             f"SELECT event, count(*) AS n FROM {staging.rows} GROUP BY event ORDER BY n DESC, event"
@@ -655,13 +685,17 @@ def _vocabulary_warnings(raw, spec: TableSpec, staging: _Staging, *, display: st
         unknown = [(e, n) for e, n in names if e not in EVENT_NAMES]
         if unknown:
             listed = ", ".join(f"{e} ({n:,} rows)" for e, n in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            listed_zh = "、".join(f"{e}（{n:,} 行）" for e, n in unknown[:10]) + ("……" if len(unknown) > 10 else "")
             if len(unknown) == len(names):
-                out.append(f"{display}: none of the event names is a known event: {listed}; interaction depth "
-                           "counts none of them: map them in [ingest.event_map] of userstrata.toml")
+                out.add(f"{display}: none of the event names is a known event: {listed}; interaction depth "
+                        "counts none of them: map them in [ingest.event_map] of userstrata.toml",
+                        f"{display}：没有一个事件名是已知事件：{listed_zh}；互动深度不会计入它们：请在 userstrata.toml 的 "
+                        "[ingest.event_map] 中配置")
             else:
-                out.append(f"{display}: event names kept as they are (not in the vocabulary): {listed}; map them "
-                           "in [ingest.event_map] if they are interactions")
-    return out
+                out.add(f"{display}: event names kept as they are (not in the vocabulary): {listed}; map them "
+                        "in [ingest.event_map] if they are interactions",
+                        f"{display}：以下事件名不在词表中，按原样保存：{listed_zh}；如属互动行为，请在 "
+                        "[ingest.event_map] 中配置")
 
 
 def list_rejects(store, *, table: str | None = None, load_id: str | None = None,
