@@ -14,6 +14,7 @@ LAYERS = [
     {"segments"},
     {"models"},
     {"workspace"},
+    {"export"},
     {"serve", "report", "cli"},
 ]
 ROOT = Path(userstrata.__file__).parent
@@ -48,3 +49,18 @@ def test_imports_only_go_downward():
             if _layer(parts[1]) > own or (_layer(parts[1]) == own and parts[1] != rel.parts[0].removesuffix(".py")):
                 wrong.append(f"{rel} imports {module}")
     assert not wrong, "upward or sideways imports:\n" + "\n".join(wrong)
+
+
+# Packages only the tests use (pyproject's dev extra): a module of userstrata importing one
+# would break for users, who do not install them.
+TEST_ONLY = {"polars", "pytest", "hypothesis"}
+
+
+def test_no_module_imports_a_test_only_package():
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in ROOT.rglob("*.py")
+        for module in _imports(path)
+        if module.split(".")[0] in TEST_ONLY
+    ]
+    assert not wrong, "\n".join(wrong)

@@ -249,7 +249,7 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
                       *says(col, r, " is not a JSON object", " 不是 JSON 对象"))
     if checks:
         whens = "\n".join(
-            f"        WHEN {cond} THEN struct_pack(column_name := {lit(col)}, value := {value}, "
+            f"        WHEN {cond} THEN struct_pack(column_name := {lit(col)}, value := CAST({value} AS VARCHAR), "
             f"reason := {reason}, reason_zh := {reason_zh})"
             for cond, col, value, reason, reason_zh in checks
         )

@@ -1,0 +1,90 @@
+"""Data to try it on: the shop simulator, and the whole pipeline on bundled data."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from userstrata import export, i18n
+from userstrata.cli._app import LangOpt, check_choice, check_lang, command, progress_bar, warnings_as_lines
+from userstrata.cli.output import line, print_predictions, print_summary
+from userstrata.config import Settings
+
+
+@command
+def simulate(
+    users: Annotated[int, typer.Option("--users", min=1, help="Number of users.")] = 10_000,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("shop"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    events_per_user: Annotated[float, typer.Option(help="Mean behaviour events per user.")] = 20.0,
+) -> None:
+    """Write a simulated virtual-goods shop (users, orders, items, events, touches), in chunks."""
+    from userstrata.datasets import simulate_shop
+
+    check_choice(fmt, "--format", ("parquet", "csv"))
+    out.mkdir(parents=True, exist_ok=True)
+    with progress_bar() as progress:
+        task = progress.add_task("simulating users", total=users)
+        files = simulate_shop(
+            users, out, seed=seed, fmt=fmt, events_per_user=events_per_user,
+            progress=lambda n: progress.advance(task, n),
+        )
+    for name, path in files.items():
+        line(escape(f"{name:12s} {path}"))
+
+
+@command
+def demo(
+    lang: LangOpt = "en",
+    data: Annotated[str, typer.Option(help="shop (simulated virtual-goods shop) or cdnow.")] = "shop",
+    users: Annotated[int, typer.Option(help="Users to simulate for --data shop.")] = 5_000,
+    out: Annotated[Path, typer.Option(help="Folder for the workspace and the profile file.")] = Path("userstrata-demo"),
+    horizon: Annotated[int, typer.Option(min=1, help="Prediction horizon in days.")] = 90,
+) -> None:
+    """Run the whole pipeline on bundled data: load, profile, predict.
+
+    Shows tier shares, lifecycle stages, the RFM grid and predictions per tier.
+    """
+    from userstrata.datasets import load_cdnow, simulate_shop
+    from userstrata.workspace import Workspace
+
+    lang_ = check_lang(lang)
+    check_choice(data, "--data", ("shop", "cdnow"))
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / f"{data}.duckdb"
+    for stale in (db, db.with_name(db.name + ".wal")):
+        stale.unlink(missing_ok=True)  # a demo starts from scratch
+    path = out / "profiles.parquet"
+    # CDNOW is an American store: its amounts are dollars
+    settings = Settings(currency="USD") if data == "cdnow" else None
+    with Workspace.open(db, settings=settings) as ws:
+        with progress_bar() as progress:
+            if data == "cdnow":
+                task = progress.add_task("loading CDNOW", total=1)
+                ws.load_frame("orders", load_cdnow(sample=False, timezone=ws.settings.timezone), source="CDNOW_master")
+                progress.advance(task)
+            else:
+                tables = ("users", "orders", "order_items", "events", "touches")
+                task = progress.add_task(f"simulating {users:,} users", total=users)
+                with tempfile.TemporaryDirectory() as tmp:
+                    files = simulate_shop(users, tmp, seed=7, progress=lambda n: progress.advance(task, n))
+                    task = progress.add_task("loading tables", total=len(tables))
+                    for name in tables:
+                        ws.load(name, files[name])
+                        progress.advance(task)
+            as_of = ws.latest_date()
+            task = progress.add_task("profile and predictions", total=1)
+            with warnings_as_lines():
+                frame = ws.predict(as_of, horizon_days=horizon, with_profile=True, lang=lang_)
+            ws.store.save_profiles(frame, as_of)
+            export.write_table(frame, path)
+            progress.advance(task)
+        line(f"[bold]{data}[/]: {len(frame):,} users profiled as of {as_of}")
+        print_summary(ws, frame, lang_)
+    print_predictions(frame, horizon, lang_)
+    line(f"{i18n.label('profile_written', lang_)}: [bold]{escape(str(path))}[/]  (workspace: {escape(str(db))})")
