@@ -116,3 +116,24 @@ def test_crash_in_the_final_transaction_of_an_update_changes_nothing(store, tmp_
         load_file(store, "orders", write_csv(tmp_path / "w2.csv", HEADER, WEEK2))
     monkeypatch.undo()
     assert snapshot(store) | {"versions": rows(store, "orders_versions")} == before
+
+
+def test_reloading_an_older_export_after_a_newer_one_changes_nothing(store, tmp_path):
+    load_file(store, "orders", write_csv(tmp_path / "w1.csv", HEADER, WEEK1))
+    load_file(store, "orders", write_csv(tmp_path / "w2.csv", HEADER, WEEK2))
+    before = snapshot(store) | {"versions": rows(store, "orders_versions")}
+    again = load_file(store, "orders", tmp_path / "w1.csv")
+    assert (again.rows_inserted, again.rows_updated, again.rows_unchanged) == (0, 0, 3)
+    after = snapshot(store) | {"versions": rows(store, "orders_versions")}
+    assert after["orders"] == before["orders"] and after["versions"] == before["versions"]
+
+
+def test_item_lines_count_as_updated_when_their_order_changed(store, tmp_path):
+    header = ["订单号", "买家ID", "下单时间", "订单状态", "商品编码", "单价", "实付金额"]
+    week1 = [["B1", "u1", "2024-03-01", "待付款", "S1", "10", "30"], ["B1", "u1", "2024-03-01", "待付款", "S2", "20", "30"],
+             ["B2", "u2", "2024-03-01", "交易成功", "S1", "10", "10"]]
+    week2 = [[*r[:3], "交易成功", *r[4:]] for r in week1]
+    load_file(store, "orders", write_csv(tmp_path / "w1.csv", header, week1))
+    report = load_file(store, "orders", write_csv(tmp_path / "w2.csv", header, week2))
+    assert (report.rows_inserted, report.rows_updated, report.rows_unchanged) == (0, 2, 1)
+    assert report.tables["orders"] == {"inserted": 0, "updated": 1, "unchanged": 1}

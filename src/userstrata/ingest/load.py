@@ -319,7 +319,7 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
                 targets = {spec.name: staging.rows}
             decided = {name: _decide(raw, CANONICAL[name], rows, staging) for name, rows in targets.items()}
             per_table = {name: _decision_counts(raw, table) for name, table in decided.items()}
-            lines = per_table[ORDER_ITEMS.name if items else spec.name]
+            lines = _line_counts(raw, decided) if items else per_table[spec.name]
             inserted, updated, unchanged = lines["inserted"], lines["updated"], lines["unchanged"] + totals["repeat"]
             if totals["read"] != inserted + updated + unchanged + totals["rejected"]:
                 raise RuntimeError(f"ingest bug: counts do not add up for load {load_id}: {totals}, {per_table}")
@@ -612,17 +612,25 @@ def _split_item_lines(raw, staging: _Staging, plans: dict, notes: _Messages, war
         CREATE TABLE {items_t} AS
         SELECT order_id, coalesce(line_no, row_number() OVER (PARTITION BY order_id ORDER BY _row)) AS line_no,
             sku, category, quantity,
-            coalesce(price, round({line_value} / quantity, 2)) AS price, _row
+            -- a one-line order without a price column costs its amount
+            coalesce(price, round({line_value} / quantity, 2),
+                     CASE WHEN count(*) OVER (PARTITION BY order_id) = 1 THEN round(amount / quantity, 2) END) AS price,
+            _row
         FROM {lines}
     """)
     return {ORDERS.name: orders_t, ORDER_ITEMS.name: items_t}
 
 
 def _decide(raw, spec: TableSpec, rows: str, staging: _Staging) -> str:
-    """Compare staged rows (one per key) with the workspace: insert, update or unchanged."""
+    """Compare staged rows (one per key) with the workspace: insert, update or unchanged.
+
+    A row equal to a version the workspace already replaced is stale (an older export loaded
+    again) and counts as unchanged: reloading any file changes nothing.
+    """
     keys = [ident(k) for k in spec.key]
     content = [ident(c) for c in spec.columns if c not in spec.key]
     same = " AND ".join(f"s.{c} IS NOT DISTINCT FROM t.{c}" for c in content) or "TRUE"
+    stale = " AND ".join(f"s.{c} IS NOT DISTINCT FROM o.{c}" for c in content) or "TRUE"
     if spec.name == ORDER_ITEMS.name:  # lines numbered in file order when the export had none
         source = f"(SELECT * REPLACE (coalesce(line_no, row_number() OVER (PARTITION BY order_id ORDER BY _row)) " \
                  f"AS line_no) FROM {rows})"
@@ -632,11 +640,26 @@ def _decide(raw, spec: TableSpec, rows: str, staging: _Staging) -> str:
     raw.execute(f"""
         CREATE TABLE {out} AS
         SELECT {', '.join('s.' + ident(c) for c in spec.columns)}, s._row,
-            CASE WHEN t._present IS NULL THEN 'insert' WHEN {same} THEN 'unchanged' ELSE 'update' END AS _decision
+            CASE WHEN t._present IS NULL THEN 'insert' WHEN {same} THEN 'unchanged'
+                 WHEN EXISTS (SELECT 1 FROM {ident(spec.name + VERSIONS_SUFFIX)} o
+                              WHERE {_on(keys, 's', 'o')} AND {stale}) THEN 'unchanged'
+                 ELSE 'update' END AS _decision
         FROM {source} s
         LEFT JOIN (SELECT *, TRUE AS _present FROM {ident(spec.name)}) t ON {_on(keys, 's', 't')}
     """)
     return out
+
+
+def _line_counts(raw, decided: dict[str, str]) -> dict[str, int]:
+    """Item lines of an item-level export: new with their line, updated when the line or its
+    order changed, unchanged otherwise."""
+    got = dict(raw.execute(f"""
+        SELECT CASE WHEN i._decision = 'insert' THEN 'inserted'
+                    WHEN i._decision = 'update' OR o._decision <> 'unchanged' THEN 'updated'
+                    ELSE 'unchanged' END, count(*)
+        FROM {decided[ORDER_ITEMS.name]} i JOIN {decided[ORDERS.name]} o USING (order_id) GROUP BY ALL
+    """).fetchall())
+    return {k: got.get(k, 0) for k in ("inserted", "updated", "unchanged")}
 
 
 def _decision_counts(raw, decided: str) -> dict[str, int]:
