@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 
 from userstrata import Workspace
+from userstrata.config import Settings
 from userstrata.datasets import load_cdnow
 from userstrata.errors import NotFoundError
 
@@ -12,8 +13,9 @@ from userstrata.errors import NotFoundError
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     path = tmp_path_factory.mktemp("ws") / "cdnow.duckdb"
-    ws = Workspace.open(path)
-    ws.load_frame("orders", load_cdnow(sample=True), source="CDNOW_sample")
+    ws = Workspace.open(path, settings=Settings(currency="USD"))  # CDNOW sold in dollars
+    report = ws.load_frame("orders", load_cdnow(sample=True), source="CDNOW_sample")
+    assert report.rows_inserted == 6919
     yield ws
     ws.close()
 

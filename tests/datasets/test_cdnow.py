@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from datetime import date
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from userstrata import Workspace, _engine
+from userstrata.config import Settings
 from userstrata.datasets import load_cdnow
 from userstrata.schema import ORDERS
 
@@ -50,7 +53,9 @@ def test_columns_and_dtypes_are_canonical(sample):
     for col in ("order_id", "user_id", "currency", "status"):
         assert pd.api.types.is_string_dtype(sample[col]), col
     for col in ("ts", "refunded_at"):
-        assert sample[col].dtype == "datetime64[us]", col  # naive UTC, microseconds
+        # UTC instants in microseconds: ingest converts an instant, but reads a naive
+        # timestamp as shop-local time
+        assert sample[col].dtype == "datetime64[us, UTC]", col
     assert sample["amount"].dtype == "float64"
     assert sample["refund_amount"].dtype == "float64"
     assert (sample["currency"] == "USD").all() and (sample["status"] == "paid").all()
@@ -84,7 +89,7 @@ def test_same_day_lines_are_numbered():
 @pytest.mark.parametrize("timezone", ["Asia/Shanghai", "America/New_York", "UTC"])
 def test_local_day_of_ts_is_the_file_date(timezone):
     orders = load_cdnow(sample=True, timezone=timezone)
-    local = orders["ts"].dt.tz_localize("UTC").dt.tz_convert(timezone)
+    local = orders["ts"].dt.tz_convert(timezone)
     file_dates = [r[2] for r in raw_lines("CDNOW_sample.txt.gz")]
     assert local.dt.strftime("%Y%m%d").tolist() == file_dates
     assert (local.dt.hour == 12).all()
@@ -94,7 +99,7 @@ def calibration_summary(
     orders: pd.DataFrame, *, end: pd.Timestamp, include_end: bool
 ) -> pd.DataFrame:
     """x, t_x, T in weeks as of ``end``, same-day purchases counted once (plain pandas)."""
-    day = orders["ts"].dt.tz_localize("UTC").dt.tz_convert("Asia/Shanghai").dt.tz_localize(None)
+    day = orders["ts"].dt.tz_convert("Asia/Shanghai").dt.tz_localize(None)
     day = day.dt.normalize()
     in_calibration = day <= CALIBRATION_END if include_end else day < CALIBRATION_END
     per_user = (
@@ -137,7 +142,31 @@ def test_calibration_summary_matches_the_published_one(sample):
 
 def test_first_purchases_are_all_in_the_first_quarter(sample):
     first = sample.groupby("user_id")["ts"].min()
-    assert first.min() >= pd.Timestamp("1996-12-31") and first.max() < pd.Timestamp("1997-04-01")
+    assert first.min() >= pd.Timestamp("1996-12-31", tz="UTC") and first.max() < pd.Timestamp("1997-04-01", tz="UTC")
+
+
+@pytest.mark.parametrize("timezone", ["Asia/Shanghai", "America/New_York"])
+def test_loaded_purchases_land_on_their_local_day_at_local_noon(tmp_path, timezone):
+    """Through Workspace.load_frame (where a naive timestamp is read as shop-local time), a
+    purchase dated 1997-01-01 in the file is on local day 1997-01-01 at 12:00."""
+    settings = Settings(timezone=timezone, currency="USD")
+    with Workspace.open(tmp_path / "cdnow.duckdb", settings=settings) as ws:
+        assert ws.load_frame("orders", load_cdnow(timezone=timezone), source="CDNOW").rows_rejected == 0
+        orders = ws.table("orders")
+        hours = orders.select(hour=_engine.local_time(orders.ts, timezone, "duckdb").hour()).to_pandas()
+        profile = ws.profile(as_of=date(1997, 1, 1)).to_pandas().set_index("user_id")
+        latest = ws.latest_date()
+    assert (hours["hour"] == 12).all()
+    assert latest == date(1998, 6, 30)  # the file's last date
+    # sample customer 1 bought on 1997-01-01 (the first line of the file), and again only later
+    assert raw_lines("CDNOW_sample.txt.gz")[0][1:3] == ["0001", "19970101"]
+    one = profile.loc["1"]
+    assert one["orders"] == 1 and one["recency_days"] == 0 and one["tenure_days"] == 0
+    noon = pd.Timestamp("1997-01-01 12:00", tz=timezone).tz_convert("UTC").tz_localize(None)
+    assert one["first_order_ts"] == noon
+    # everyone in the profile on 1997-01-01 bought on that local day, as the file says
+    first_day = {r[1].lstrip("0") for r in raw_lines("CDNOW_sample.txt.gz") if r[2] == "19970101"}
+    assert set(profile.index[profile["orders"] > 0]) == first_day
 
 
 @pytest.mark.parametrize(

@@ -7,18 +7,21 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from userstrata import Workspace, _engine
 from userstrata.datasets import simulate_shop
 from userstrata.errors import InputError
+from userstrata.features._time import Clock
 from userstrata.schema import CANONICAL
 
 END = date(2024, 6, 30)
 TABLES = ("users", "orders", "order_items", "events", "touches", "truth")
 ARCHETYPES = {"browser", "one_time", "casual", "whale", "co_builder", "returner"}
-LOCAL = pd.Timedelta(hours=8)  # Asia/Shanghai, no daylight saving
-END_UTC = pd.Timestamp(END + timedelta(days=1)) - LOCAL  # local midnight after END, in UTC
+ZONE = "Asia/Shanghai"  # the simulated shop's zone: UTC+8, no daylight saving
+END_UTC = pd.Timestamp(END + timedelta(days=1), tz=ZONE)  # local midnight after END
 
 
 def read_all(paths) -> dict[str, pd.DataFrame]:
@@ -56,8 +59,10 @@ def test_files_follow_the_canonical_schema(shop_paths, table):
     got = pq.read_schema(shop_paths[table])
     want = CANONICAL[table].schema.to_pyarrow()
     assert got.names == list(CANONICAL[table].columns)
-    assert [str(t) for t in got.types] == [str(t) for t in want.types]
-    assert all(str(t) == "timestamp[us]" for t in got.types if str(t).startswith("timestamp"))
+    # canonical timestamps are naive UTC; the files mark them as UTC instants (in
+    # microseconds, which Spark reads), so that ingest never takes them for shop-local time
+    utc = pa.timestamp("us", tz="UTC")
+    assert [t for t in got.types] == [utc if pa.types.is_timestamp(t) else t for t in want.types]
 
 
 def test_one_row_group_per_chunk(shop_paths):
@@ -69,6 +74,7 @@ def test_keys_are_unique(shop):
     assert shop["users"]["user_id"].is_unique
     assert shop["orders"]["order_id"].is_unique
     assert not shop["order_items"].duplicated(["order_id", "sku"]).any()
+    assert not shop["order_items"].duplicated(["order_id", "line_no"]).any()
     assert shop["events"]["event_id"].is_unique
     assert shop["touches"]["touch_id"].is_unique
 
@@ -129,16 +135,23 @@ def test_timestamps_lie_in_the_window_and_after_registration(shop):
         frame = shop[table]
         assert frame["ts"].between(start, END_UTC, inclusive="left").all(), table
         mine = frame[frame["user_id"].notna()]
-        assert (mine["ts"].values >= registered.reindex(mine["user_id"]).values).all(), table
+        assert (mine["ts"].to_numpy() >= registered.reindex(mine["user_id"]).to_numpy()).all(), table
     assert (shop["orders"]["ts"].dt.microsecond == 0).all()  # whole seconds
 
 
+def test_order_lines_are_numbered_from_one_in_each_order(shop):
+    items = shop["order_items"]
+    lines = items.groupby("order_id")["line_no"].agg(["min", "max", "size"])
+    assert (lines["min"] == 1).all() and (lines["max"] == lines["size"]).all()
+    assert (lines["size"] > 1).any()
+
+
 def test_evenings_are_busy_and_nights_quiet(shop):
-    hour = (shop["events"]["ts"] + LOCAL).dt.hour
+    hour = shop["events"]["ts"].dt.tz_convert(ZONE).dt.hour
     share = hour.value_counts(normalize=True)
     assert share.reindex(range(3, 7)).sum() < 0.05
     assert share.reindex(range(19, 23)).sum() > 0.25
-    touch_hour = (shop["touches"]["ts"] + LOCAL).dt.hour
+    touch_hour = shop["touches"]["ts"].dt.tz_convert(ZONE).dt.hour
     assert ((touch_hour >= 23) | (touch_hour < 8)).mean() < 0.1
 
 
@@ -204,7 +217,7 @@ def lifecycle_as_of(shop, end: date) -> pd.Series:
             shop["events"].dropna(subset=["user_id"])[["user_id", "ts"]],
         ]
     )
-    activity["day"] = (activity["ts"] + LOCAL).dt.normalize()
+    activity["day"] = activity["ts"].dt.tz_convert(ZONE).dt.tz_localize(None).dt.normalize()
     activity = activity.drop_duplicates(["user_id", "day"]).sort_values(["user_id", "day"])
     activity["gap"] = activity.groupby("user_id")["day"].diff().dt.days
     first = activity.groupby("user_id")["day"].min()
@@ -278,8 +291,47 @@ def test_csv_holds_the_same_rows_as_parquet(tmp_path):
         assert len(got) == len(want), name
     got = pd.read_csv(csv["orders"], parse_dates=["ts", "refunded_at"])
     want = pd.read_parquet(parquet["orders"])
-    assert (got["ts"].values == want["ts"].values).all()
+    assert (got["ts"] == want["ts"]).all()  # the same instants, written with +08:00
     assert np.allclose(got["amount"], want["amount"])
+    # CSV holds the shop's wall-clock time with an explicit offset, whole seconds
+    first = pd.read_csv(csv["orders"], dtype=str)["ts"].iloc[0]
+    assert first == want["ts"].iloc[0].tz_convert(ZONE).strftime("%Y-%m-%d %H:%M:%S+08:00")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_loading_the_files_keeps_each_instant_and_its_local_day_and_hour(tmp_path, fmt):
+    """Workspace.load reads a timestamp without an offset as shop-local time: the files
+    carry their zone, so every loaded instant is the simulated one (not 8 hours early)."""
+    paths = simulate_shop(300, tmp_path / fmt, seed=9, chunk_users=100, fmt=fmt)
+    truth = simulate_shop(300, tmp_path / "truth", seed=9, chunk_users=100)  # the same shop
+    raw = {name: pd.read_parquet(truth[name]) for name in ("users", "orders", "truth")}
+    with Workspace.open(tmp_path / "ws.duckdb") as ws:
+        assert ws.settings.timezone == ZONE
+        for name in ("users", "orders", "order_items", "events"):
+            assert ws.load(name, paths[name]).rows_rejected == 0, name
+        orders = ws.table("orders")
+        local = _engine.local_time(orders.ts, ZONE, "duckdb")
+        got = orders.select(
+            "order_id", "user_id", "ts", day=Clock(ZONE).local_date(orders.ts), hour=local.hour()
+        ).to_pandas().set_index("order_id").sort_index()
+        registered = ws.table("users").to_pandas().set_index("user_id")["registered_at"]
+        first_order = ws.profile(as_of=END).to_pandas().set_index("user_id")["first_order_ts"]
+    want = raw["orders"].set_index("order_id").sort_index()
+    assert len(got) == len(want) > 1000
+    # the same instant (stored as naive UTC) ...
+    assert (got["ts"] == want["ts"].dt.tz_localize(None)).all()
+    # ... on the same local day and hour as the simulator drew them
+    want_local = want["ts"].dt.tz_convert(ZONE)
+    assert (pd.to_datetime(got["day"]) == want_local.dt.tz_localize(None).dt.normalize()).all()
+    assert (got["hour"] == want_local.dt.hour).all()
+    assert (got["hour"] < 8).any()  # where loading as local time would have moved the day
+    # the truth file's acquisition time is the loaded registration time
+    acquired = raw["truth"].set_index("user_id")["acquired_at"].dt.tz_localize(None)
+    assert registered.reindex(acquired.index).equals(acquired.rename("registered_at"))
+    # and the profile's first purchase is the file's earliest order of each buyer
+    paid = raw["orders"][raw["orders"]["status"] != "cancelled"]
+    earliest = paid.groupby("user_id")["ts"].min().dt.tz_localize(None)
+    assert (first_order.reindex(earliest.index) == earliest).all()
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,13 @@
 """Backtest on the CDNOW 39-week holdout (Fader, Hardie & Lee 2005) and its plots."""
 
 import datetime as dt
+import gzip
+from importlib import resources
+from pathlib import Path
 
 import ibis
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from scipy.special import hyp2f1
@@ -18,6 +22,10 @@ from userstrata.schema import ORDERS
 CUTOFF = dt.date(1997, 9, 30)  # end of week 39: the calibration period of FHL 2005
 HOLDOUT_DAYS = 273  # weeks 40-78, to 1998-06-30
 CHURN_DAYS = 90  # the classifier trains on 1997-07-02 -> 09-30: the cohort began in Q1 1997
+DATA = Path(__file__).parent.parent / "data"
+# BG/NBD on the CDNOW summary in weeks, by R CLVTools (tests/testthat/test_correctness_bgnbd.R);
+# FHL (2005) print r = 0.243, alpha = 4.414, a = 0.793, b = 2.426
+CLVTOOLS_WEEKS = {"r": 0.2425945, "alpha": 4.4136019, "a": 0.7929199, "b": 2.4258881}
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +91,44 @@ def test_per_user_predictions_equal_the_closed_form(cdnow):
     assert cdnow.metrics["total_predicted"] == pytest.approx(expected.sum(), rel=1e-10)
 
 
-def test_holdout_totals_and_errors(cdnow):
-    m, buyers = cdnow.metrics, cdnow.per_user[cdnow.per_user["is_buyer"]]
+def holdout_days_from_the_raw_file() -> pd.Series:
+    """Distinct purchase days per sample customer in weeks 40-78 (1997-10-01 .. 1998-06-30),
+    read from the bundled file with plain Python: customer id, sample id, yyyymmdd, CDs, dollars."""
+    path = resources.files("userstrata.datasets").joinpath("data", "CDNOW_sample.txt.gz")
+    with path.open("rb") as raw, gzip.open(raw, "rt") as text:
+        days = {(int(f[1]), f[2]) for f in map(str.split, text) if f and "19971001" <= f[2] <= "19980630"}
+    return pd.Series([user for user, _ in days]).value_counts()
+
+
+@pytest.fixture(scope="module")
+def independent():
+    """The holdout predicted from the published summary with CLVTools' published estimates
+    (FHL 2005 eq. 10, t = 39 weeks), and the actual purchase days from the raw file."""
+    summary = pd.read_csv(DATA / "cdnow_customers_summary.csv").set_index("ID")
+    # the file has weeks rounded to 0.01, i.e. whole days / 7: back to the exact days
+    x, t_x, T = summary["frequency"].to_numpy(), (summary["recency"] * 7).round(), (summary["T"] * 7).round()
+    params = dict(CLVTOOLS_WEEKS, alpha=CLVTOOLS_WEEKS["alpha"] * 7)  # per day
+    predicted = pd.Series(_fhl_eq10(params, 39.0 * 7, x, t_x.to_numpy(), T.to_numpy()), index=summary.index)
+    actual = holdout_days_from_the_raw_file().reindex(summary.index, fill_value=0)
+    return summary.assign(predicted=predicted, actual=actual)
+
+
+def test_holdout_totals_and_errors_match_an_independent_computation(cdnow, independent):
+    m = cdnow.metrics
     # 1,882 repeat transactions (distinct customer-days) in weeks 40-78 of the 2,357-customer sample
-    assert m["total_actual"] == buyers["actual_purchases"].sum() == 1882
-    err = buyers["predicted_purchases"] - buyers["actual_purchases"]
-    assert m["mae"] == pytest.approx(err.abs().mean()) and m["rmse"] == pytest.approx(np.sqrt((err**2).mean()))
-    # the per-customer conditional forecast falls short of the holdout by about 12% on CDNOW
-    assert -15 < m["total_error_pct"] < -9
+    assert independent["actual"].sum() == 1882
+    assert m["total_actual"] == 1882
+    predicted = independent["predicted"].sum()  # 1,653 (the published estimates are 1e-4 from ours)
+    assert m["total_predicted"] == pytest.approx(predicted, rel=1e-4)
+    assert m["total_error_pct"] == pytest.approx(100 * (predicted - 1882) / 1882, abs=0.05)
+    err = independent["predicted"] - independent["actual"]
+    assert m["mae"] == pytest.approx(err.abs().mean(), rel=1e-4)
+    assert m["rmse"] == pytest.approx(np.sqrt((err**2).mean()), rel=1e-4)
+    # per customer too: the backtest's rows are the same customers with the same values
+    per_user = cdnow.per_user.set_index("user_id").loc[independent.index.astype(str)]
+    np.testing.assert_array_equal(per_user["actual_purchases"].to_numpy(), independent["actual"].to_numpy())
+    np.testing.assert_allclose(per_user["predicted_purchases"].to_numpy(), independent["predicted"].to_numpy(),
+                               rtol=1e-4)
 
 
 def test_by_frequency_table(cdnow):
@@ -105,6 +143,16 @@ def test_by_frequency_table(cdnow):
     assert row["predicted_mean"] == pytest.approx(zero["predicted_purchases"].mean())
     seven = table_.set_index("frequency_group").loc["7+"]
     assert seven["n_users"] == (buyers["frequency"] >= 7).sum()
+
+
+def test_by_frequency_table_matches_the_independent_computation(cdnow, independent):
+    group = np.minimum(independent["frequency"], 7)
+    want = independent.groupby(group).agg(n=("actual", "size"), actual=("actual", "mean"),
+                                          predicted=("predicted", "mean"))
+    got = cdnow.by_frequency
+    np.testing.assert_array_equal(got["n_users"].to_numpy(), want["n"].to_numpy())
+    np.testing.assert_allclose(got["actual_mean"].to_numpy(), want["actual"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(got["predicted_mean"].to_numpy(), want["predicted"].to_numpy(), rtol=1e-4)
 
 
 def test_churn_metrics_against_the_btyd_baselines(cdnow):

@@ -3,6 +3,7 @@
 Also covers the machinery shared by all models (input checks, row compression).
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,13 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import integrate, optimize, stats
 from scipy.optimize import approx_fprime
-from scipy.special import betaln, gammaln, hyp2f1
+from scipy.special import betaln, expit, gammaln, hyp2f1
 
 from userstrata.errors import InputError, NotFittedError
 from userstrata.models import BetaGeo
-from userstrata.models._base import compress_rows
+from userstrata.models._base import SEARCH_LIMIT, compress_rows
 from userstrata.models.btyd import simulate_bgnbd
 
 DATA = Path(__file__).parent.parent / "data"
@@ -249,9 +251,94 @@ def test_invalid_inputs_raise_input_error_naming_the_row(frequency, recency, T, 
     assert err.value.code == "invalid_input"
 
 
+FOUR = ([1, 2, 0, 3], [10.0, 5.0, 0.0, 7.0], [10.0, 40.0, 20.0, 30.0])
+
+
 def test_recency_equal_to_T_up_to_float_noise_is_accepted():
-    model = BetaGeo().fit([1, 2, 0, 3], [10.0 + 1e-12, 5.0, 0.0, 7.0], [10.0, 40.0, 20.0, 30.0])
-    assert model.converged_
+    frequency, recency, T = FOUR
+    noisy = [recency[0] + 1e-12, *recency[1:]]  # recency > T by float noise only
+    with pytest.warns(RuntimeWarning, match="edge of the parameter search box"):
+        model = BetaGeo().fit(frequency, noisy, T)
+    with pytest.warns(RuntimeWarning, match="edge of the parameter search box"):
+        exact = BetaGeo().fit(frequency, recency, T)
+    assert model.params_ == exact.params_  # clipped to T: the very same fit
+    assert all(np.isfinite(v) for v in model.params_.values())
+    assert np.isfinite(model.expected_purchases(39.0, frequency, noisy, T)).all()
+
+
+def limit_terms(r, alpha, p, x, t_x, T):
+    """BG/NBD as a, b -> infinity with a / (a + b) -> p: every customer drops out with the same
+    probability p after each repeat purchase. FHL (2005) eq. 6 with a point mass at p:
+    L = G(r+x) alpha^r / G(r) [alive + dead]; returns (log of the prefactor, alive, dead)."""
+    nbd = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    alive = (1 - p) ** x / (alpha + T) ** (r + x)
+    dead = (x > 0) * p * (1 - p) ** np.maximum(x - 1, 0) / (alpha + t_x) ** (r + x)
+    return nbd, alive, dead
+
+
+def limit_loglik(r, alpha, p, x, t_x, T):
+    nbd, alive, dead = limit_terms(r, alpha, p, x, t_x, T)
+    return nbd + np.log(alive + dead)
+
+
+def test_a_likelihood_rising_to_infinity_stops_at_a_flagged_boundary():
+    # Four customers: the likelihood keeps rising as a and b grow together (a homogeneous
+    # dropout probability). An unbounded search stops wherever rounding stops it, which moves
+    # with the BLAS kernel; the fit now stops at the edge of its search box, b = 1e6.
+    x, t_x, T = (np.array(v, dtype=float) for v in FOUR)
+    with pytest.warns(RuntimeWarning, match=r"edge of the parameter search box \(b = 1e\+06\)"):
+        model = BetaGeo().fit(x, t_x, T)
+    assert model.at_boundary_ == ("b",) and model.converged_
+    assert model.params_["b"] == pytest.approx(SEARCH_LIMIT, rel=1e-12)
+    assert 1e3 < model.params_["a"] < SEARCH_LIMIT  # a follows b along the ridge, inside the box
+    assert all(np.isnan(v) for v in model.standard_errors_.values())
+    with pytest.warns(RuntimeWarning):
+        again = BetaGeo().fit(x, t_x, T)
+    assert again.params_ == model.params_  # the same start and path: identical on re-run
+    # Second method: the limit model maximised by Nelder-Mead (no gradient, no box). With
+    # a, b ~ 1e6 the Beta has sd ~ 5e-4 around p, so BG/NBD is that limit to ~1e-6.
+    best = optimize.minimize(
+        lambda v: -limit_loglik(np.exp(v[0]), np.exp(v[1]), expit(v[2]), x, t_x, T).sum(),
+        np.zeros(3), method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 20_000},
+    )
+    r, alpha, p = np.exp(best.x[0]), np.exp(best.x[1]), expit(best.x[2])
+    got = model.params_
+    assert got["r"] == pytest.approx(r, rel=1e-4) and got["alpha"] == pytest.approx(alpha, rel=1e-4)
+    assert got["a"] / (got["a"] + got["b"]) == pytest.approx(p, rel=1e-4)
+    assert model.log_likelihood_ == pytest.approx(-best.fun, abs=1e-5)
+    # predictions at the boundary are finite, without numpy warnings, and match the limit:
+    # E[X(T, T+t)] = P(alive) (1 - ((alpha+T)/(alpha+T+p t))^(r+x)) / p
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expected = model.expected_purchases(39.0, x, t_x, T)
+        p_alive = model.probability_alive(x, t_x, T)
+    _, alive, dead = limit_terms(r, alpha, p, x, t_x, T)
+    alive_limit = alive / (alive + dead)
+    np.testing.assert_allclose(p_alive, alive_limit, rtol=1e-4)
+    limit = alive_limit * (1 - ((alpha + T) / (alpha + T + p * 39.0)) ** (r + x)) / p
+    np.testing.assert_allclose(expected, limit, rtol=1e-4)
+
+
+def test_expected_purchases_at_a_equal_to_one_is_the_limit_not_a_division_by_zero():
+    # A fit on buyers without repeat purchases leaves a and b at their start, 1 (the
+    # likelihood does not depend on them), where c / (a - 1) (1 - 2F1 term) is 0 / 0.
+    # Second method: E = P(alive) E_p[(1 - ((alpha+T)/(alpha+T+p t))^(r+x)) / p],
+    # p ~ Beta(a, b + x), by numerical integration.
+    model = BetaGeo()
+    model.params_ = {"r": 0.5, "alpha": 6.0, "a": 1.0, "b": 2.5}
+    x, t_x, T = np.array([0.0, 2.0, 5.0]), np.array([0.0, 20.0, 25.0]), np.array([30.0, 30.0, 30.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = model.expected_purchases(26.0, x, t_x, T)
+    p_alive = model.probability_alive(x, t_x, T)
+    for i in range(3):
+        density = stats.beta(1.0, 2.5 + x[i]).pdf
+
+        def inner(p, i=i, density=density):
+            return density(p) * (1 - ((6.0 + T[i]) / (6.0 + T[i] + p * 26.0)) ** (0.5 + x[i])) / p
+
+        want = p_alive[i] * integrate.quad(inner, 0, 1, epsabs=0, epsrel=1e-12)[0]
+        assert got[i] == pytest.approx(want, rel=1e-7)  # the limit is taken to ~1e-9
 
 
 def test_invalid_weights_and_penalizer():

@@ -81,11 +81,18 @@ def test_labels_for_a_given_population():
 # -- features do not leak -----------------------------------------------------------------------
 
 
+def _naive_utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """The simulator's UTC instants as the canonical naive-UTC timestamps."""
+    return frame.assign(
+        **{c: frame[c].dt.tz_convert("UTC").dt.tz_localize(None) for c in frame.columns
+           if isinstance(frame[c].dtype, pd.DatetimeTZDtype)}
+    )
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     paths = simulate_shop(2500, tmp_path_factory.mktemp("shop"), seed=11)
-    frames = {k: pd.read_parquet(paths[k]) for k in ("users", "orders", "order_items", "events", "truth")}
-    return frames
+    return {k: _naive_utc(pd.read_parquet(paths[k])) for k in ("users", "orders", "order_items", "events", "truth")}
 
 
 def _tables(frames):
@@ -228,3 +235,57 @@ def test_classifier_beats_random_on_the_simulated_shop(shop):
         f"1 - P(alive) {roc_auc_score(dead[buyers], 1 - now.p_alive.to_numpy()[buyers]):.3f}"
     )
     assert auc > 0.6 and auc_buyers > 0.6
+
+
+# -- reasons in both languages ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_driver_model():
+    """Churn = inactive for more than 60 days AND (never bought OR a single order)."""
+    rng = np.random.default_rng(5)
+    frame = _synthetic_features(3000, seed=5)
+    frame["orders"] = rng.integers(1, 12, len(frame)).astype(float)
+    frame.loc[rng.random(len(frame)) < 0.3, "aov"] = np.nan  # no purchase: no average order
+    churned = (frame["inactive_days"] > 60) & (frame["aov"].isna() | (frame["orders"] < 2))
+    model = ChurnModel(random_state=0).fit(frame, churned)
+    # two users at the median but for the two values that make each of them churn
+    users = pd.DataFrame([model.medians_] * 2, index=["never_bought", "one_order"])
+    users["inactive_days"] = 120.0
+    users.loc["never_bought", "aov"] = np.nan
+    users.loc["one_order", "orders"] = 1.0
+    return model, users
+
+
+# The phrases, written out here rather than read from i18n.py
+PHRASES = {
+    "en": {"inactive_days": "inactive 120 days", "aov": "no purchase yet", "orders": "1 order"},
+    "zh": {"inactive_days": "已 120 天未活跃", "aov": "尚未购买", "orders": "1 笔订单"},
+}
+FORMAT = {"en": ("; ", "{text} (+{delta:.2f})"), "zh": ("；", "{text}（+{delta:.2f}）")}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_reasons_are_full_phrases_in_the_language_asked_for(two_driver_model, lang):
+    model, users = two_driver_model
+    assert (model.predict_proba(users) > 0.9).all()
+    delta = model.contributions(users)
+    drivers = {"never_bought": ["inactive_days", "aov"], "one_order": ["inactive_days", "orders"]}
+    separator, form = FORMAT[lang]
+    expected = []
+    for user, features in drivers.items():
+        # every other feature sits at the median: setting it to the median changes nothing
+        others = delta.loc[user].drop(features)
+        assert (others == 0).all() and (delta.loc[user, features] > 0.5).all()
+        ranked = sorted(features, key=lambda f: (-delta.loc[user, f], model.feature_names_.index(f)))
+        expected.append(separator.join(form.format(text=PHRASES[lang][f], delta=delta.loc[user, f]) for f in ranked))
+    got = model.reasons(users, top=3, lang=lang) if lang == "zh" else model.reasons(users, top=3)
+    assert got == expected
+
+
+def test_reasons_count_forms_and_an_unknown_language(two_driver_model):
+    model, users = two_driver_model
+    many = users.loc[["one_order"]].assign(orders=0.0)  # "0 orders": the plural form
+    assert "0 orders (+" in model.reasons(many)[0] and "0 笔订单（+" in model.reasons(many, lang="zh")[0]
+    with pytest.raises(InputError, match="lang = 'fr'; expected one of 'zh', 'en'"):
+        model.reasons(users, lang="fr")

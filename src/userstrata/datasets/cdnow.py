@@ -55,13 +55,18 @@ def load_cdnow(*, sample: bool = True, timezone: str = "Asia/Shanghai") -> pd.Da
         The 2,357-customer 1/10th sample (6,919 lines) used in the BTYD literature, or the
         whole 23,570-customer cohort (69,659 lines).
     timezone
-        The shop's time zone. The file has dates only; each purchase is placed at 12:00 local
-        time on its date and stored as naive UTC, so its local calendar day is the file's date.
+        The shop's time zone (pass the workspace's ``Settings.timezone``). The file has dates
+        only: each purchase is placed at 12:00 local time on its date, so that its local
+        calendar day is the file's date, and returned as that UTC instant.
 
     Returns
     -------
     pandas.DataFrame
         Columns exactly ``schema.ORDERS.columns``; amounts in USD, status ``paid``, no refunds.
+        ``ts`` and ``refunded_at`` are timezone-aware UTC (``datetime64[us, UTC]``): ingest
+        (``Workspace.load_frame``) converts them as instants, where a naive value would be
+        read as shop-local time, and an Ibis memtable with the canonical schema stores them
+        as naive UTC.
         ``user_id`` is the sample id for ``sample=True`` (it matches the published summaries)
         and the customer id for ``sample=False``, both without leading zeros; the two id
         spaces are different, so do not join the sample with the master file on ``user_id``.
@@ -71,7 +76,7 @@ def load_cdnow(*, sample: bool = True, timezone: str = "Asia/Shanghai") -> pd.Da
     raw = _read_raw(sample)
     day = pd.to_datetime(raw["date"], format="%Y%m%d")
     noon_local = (day + pd.Timedelta(hours=12)).dt.tz_localize(timezone)
-    ts = noon_local.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
+    ts = noon_local.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
     line_of_day = raw.groupby(["user_id", "date"], sort=False).cumcount() + 1
     n = len(raw)
     orders = pd.DataFrame(
@@ -85,7 +90,7 @@ def load_cdnow(*, sample: bool = True, timezone: str = "Asia/Shanghai") -> pd.Da
             "currency": pd.Series(["USD"] * n, dtype=raw["user_id"].dtype),
             "status": pd.Series(["paid"] * n, dtype=raw["user_id"].dtype),
             "refund_amount": np.zeros(n, dtype="float64"),
-            "refunded_at": pd.Series(np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")),
+            "refunded_at": pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]"),
         }
     )
     return orders[list(ORDERS.columns)]

@@ -21,8 +21,11 @@ CSV append) per chunk, so memory stays bounded by the chunk. Chunk ``k`` draws f
 ``np.random.default_rng([seed, k])``: the same ``seed`` and ``chunk_users`` give identical
 files; a different ``chunk_users`` gives a different (equally valid) shop.
 
-Timestamps are generated in Shanghai local time with evening peaks and quiet nights, and
-stored as naive UTC in whole seconds (Parquet ``timestamp[us]``).
+Timestamps are generated in Shanghai local time with evening peaks and quiet nights, in
+whole seconds, and written so that no reader has to guess their zone (a timestamp without
+an offset is read as shop-local time by ``ingest``): Parquet holds UTC instants
+(``timestamp[us, tz=UTC]``, microseconds so that Spark reads them too), CSV holds the
+Shanghai wall-clock time with its offset, ``2024-06-30 20:15:03+08:00``.
 
 References
 ----------
@@ -51,20 +54,28 @@ from userstrata.schema import EVENTS, ORDER_ITEMS, ORDERS, TOUCHES, USERS
 ARCHETYPES = ("browser", "one_time", "casual", "whale", "co_builder", "returner")
 TABLES = ("users", "orders", "order_items", "events", "touches", "truth")
 
+_UTC_TS = pa.timestamp("us", tz="UTC")  # an instant: ingest converts it, never guesses a zone
+
+
+def _with_utc_instants(schema: pa.Schema) -> pa.Schema:
+    """The canonical schema with its (naive UTC) timestamp columns marked as UTC instants."""
+    return pa.schema([pa.field(f.name, _UTC_TS) if pa.types.is_timestamp(f.type) else f for f in schema])
+
+
 TRUTH_SCHEMA = pa.schema(
     [
         ("user_id", pa.string()),
         ("archetype", pa.string()),
-        ("acquired_at", pa.timestamp("us")),
-        ("churned_at", pa.timestamp("us")),  # the last activity of a user who dropped out
+        ("acquired_at", _UTC_TS),
+        ("churned_at", _UTC_TS),  # the last activity of a user who dropped out
     ]
 )
 _ARROW_SCHEMAS = {
-    "users": USERS.schema.to_pyarrow(),
-    "orders": ORDERS.schema.to_pyarrow(),
+    "users": _with_utc_instants(USERS.schema.to_pyarrow()),
+    "orders": _with_utc_instants(ORDERS.schema.to_pyarrow()),
     "order_items": ORDER_ITEMS.schema.to_pyarrow(),
-    "events": EVENTS.schema.to_pyarrow(),
-    "touches": TOUCHES.schema.to_pyarrow(),
+    "events": _with_utc_instants(EVENTS.schema.to_pyarrow()),
+    "touches": _with_utc_instants(TOUCHES.schema.to_pyarrow()),
     "truth": TRUTH_SCHEMA,
 }
 
@@ -273,7 +284,7 @@ def _rank_in_group(counts: np.ndarray) -> np.ndarray:
 
 
 def _to_utc_us(t_local_days: np.ndarray) -> np.ndarray:
-    """Float local days since the epoch -> naive UTC microseconds, whole seconds."""
+    """Float local days since the epoch -> UTC microseconds since the epoch, whole seconds."""
     return (np.round(t_local_days * _DAY_S).astype("int64") - _UTC_OFFSET_S) * _US
 
 
@@ -553,7 +564,7 @@ def _simulate_chunk(
 
     # --- assemble ---------------------------------------------------------------------------
     user_ids = _ids("u", ids.users + np.arange(n), 8)
-    ts_type = pa.timestamp("us")
+    ts_type = _UTC_TS
     users = pa.table(
         {
             "user_id": user_ids,
@@ -580,6 +591,8 @@ def _simulate_chunk(
     order_items = pa.table(
         {
             "order_id": order_ids.take(pa.array(item_order)),
+            # items are sorted by order (then sku): the line's place in its order
+            "line_no": _rank_in_group(np.bincount(item_order, minlength=n_orders)) + 1,
             "sku": _labels(_SKU_NAMES, item_sku),
             "category": _labels(_CATEGORY_NAMES, _SKU_CATEGORY[item_sku]),
             "quantity": quantity.astype("int64"),
@@ -638,6 +651,20 @@ def _simulate_chunk(
     }
 
 
+_LOCAL_OFFSET = "+08:00"  # Asia/Shanghai, as written in CSV
+
+
+def _local_text(column: pa.Array) -> pa.Array:
+    """UTC instants as Shanghai wall-clock text with the offset: '2024-06-30 20:15:03+08:00'."""
+    wall = pc.add(column.cast(pa.int64()), _UTC_OFFSET_S * _US).cast(pa.timestamp("us"))
+    text = wall.cast(pa.timestamp("s")).cast(pa.string())  # whole seconds: no '.000000'
+    return pc.binary_join_element_wise(text, _LOCAL_OFFSET, "")
+
+
+def _csv_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, pa.string()) if f.type == _UTC_TS else f for f in schema])
+
+
 class _Writer:
     """Appends one chunk at a time: a Parquet row group or a CSV block."""
 
@@ -648,14 +675,15 @@ class _Writer:
                 path, schema, compression="zstd", coerce_timestamps="us", version="2.6"
             )
         else:
-            self._writer = pacsv.CSVWriter(path, schema)
+            self._writer = pacsv.CSVWriter(path, _csv_schema(schema))
         self._fmt = fmt
 
     def write(self, table: pa.Table) -> None:
         if self._fmt == "parquet":
             self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         else:
-            self._writer.write_table(table)
+            columns = [_local_text(c.combine_chunks()) if c.type == _UTC_TS else c for c in table.columns]
+            self._writer.write_table(pa.Table.from_arrays(columns, schema=_csv_schema(table.schema)))
 
     def close(self) -> None:
         self._writer.close()
@@ -690,7 +718,8 @@ def simulate_shop(
     chunk_users
         Users generated and written at a time (memory is bounded by one chunk).
     fmt
-        ``parquet`` (zstd, timestamps in microseconds, one row group per chunk) or ``csv``.
+        ``parquet`` (zstd, one row group per chunk, timestamps as UTC instants in
+        microseconds) or ``csv`` (timestamps as Shanghai time with ``+08:00``).
     events_per_user
         Mean events per registered user (anonymous visitors' events come on top); orders
         per user emerge from the archetypes (about 10 on average).

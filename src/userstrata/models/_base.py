@@ -26,6 +26,7 @@ __all__ = [
     "check_horizon",
     "compress_rows",
     "maximize_loglik",
+    "search_box",
 ]
 
 # recency may exceed T by float noise when both come from date arithmetic
@@ -236,6 +237,16 @@ def compress_rows(
 # --------------------------------------------------------------------------- maximum likelihood
 
 
+# The search box of the fit, in log-parameter space: a shape parameter (r, a, b, s, p, q), or
+# a scale parameter (alpha, beta, v) divided by the data's own scale (mean T, mean spend),
+# stays in [1 / SEARCH_LIMIT, SEARCH_LIMIT]. Beyond it a shape parameter only says
+# "every customer alike", which 1e6 says already, and the likelihood loses digits
+# (gammaln(1e6) = 1.3e7, so its rounding error is ~3e-9, about the size of the slopes left).
+SEARCH_LIMIT = 1e6
+# A first, unbounded optimum is kept only if it lies well inside the box (by this factor).
+_INNER_MARGIN = 100.0
+
+
 @dataclass(frozen=True)
 class MLEResult:
     """Outcome of :func:`maximize_loglik`."""
@@ -247,9 +258,17 @@ class MLEResult:
     converged: bool
     message: str
     n_evaluations: int
+    at_boundary: tuple[str, ...] = ()  # parameters stopped at the search box
 
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+def search_box(units: Sequence[float]) -> np.ndarray:
+    """The ``(k, 2)`` log-space box for parameters with the given scales (1 for a shape parameter)."""
+    centre = np.log(np.asarray(units, dtype=np.float64))
+    half = np.log(SEARCH_LIMIT)
+    return np.column_stack([centre - half, centre + half])
 
 
 def _hessian(objective: Objective, phi: np.ndarray, step: float = 1e-5) -> np.ndarray:
@@ -263,6 +282,52 @@ def _hessian(objective: Objective, phi: np.ndarray, step: float = 1e-5) -> np.nd
     return (H + H.T) / 2
 
 
+def _newton_polish(objective, phi, f, H, steps, box=None):
+    """Newton steps with the finite-difference Hessian; with ``box``, on the free parameters only
+    (those not held at a bound by a gradient pointing out of the box), clipped into the box."""
+    for _ in range(steps):
+        g = objective(phi)[1]
+        free = np.ones(len(phi), dtype=bool) if box is None else ~_held(phi, g, box)
+        if not free.any() or np.max(np.abs(g[free])) < 1e-11:
+            break
+        step = np.zeros_like(phi)
+        try:
+            step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])
+        except np.linalg.LinAlgError:
+            break
+        cand = phi - step
+        if box is not None:
+            cand = np.clip(cand, box[:, 0], box[:, 1])
+        f_cand = objective(cand)[0]
+        if not (np.isfinite(f_cand) and f_cand <= f + 1e-14 * abs(f)):
+            break
+        phi, f = cand, f_cand
+        if np.max(np.abs(step)) < 1e-4:
+            break  # H is still accurate at the polished point (relative change ~ the step)
+        H = _hessian(objective, phi)
+    return phi, f, H
+
+
+def _held(phi, g, box) -> np.ndarray:
+    """Parameters on a bound of ``box`` whose descent direction (-g) points out of it."""
+    return ((phi <= box[:, 0]) & (g > 0)) | ((phi >= box[:, 1]) & (g < 0))
+
+
+def _inverse_hessian(H_total):
+    """The inverse of a positive definite Hessian; None when it is not (a flat or saddle direction),
+    so that no one samples from a "covariance" with negative variances."""
+    if not np.all(np.isfinite(H_total)):
+        return None
+    try:
+        np.linalg.cholesky(H_total)  # raises unless positive definite
+        cov = np.linalg.inv(H_total)
+    except np.linalg.LinAlgError:
+        return None
+    if np.any(np.diag(cov) <= 0) or not np.all(np.isfinite(cov)):
+        return None
+    return cov
+
+
 def maximize_loglik(
     objective: Objective,
     x0: np.ndarray,
@@ -271,6 +336,7 @@ def maximize_loglik(
     total_weight: float,
     model_name: str,
     newton_steps: int = 2,
+    box: np.ndarray | None = None,
 ) -> MLEResult:
     """Minimise a mean negative log-likelihood in log-parameter space.
 
@@ -281,9 +347,20 @@ def maximize_loglik(
     gradient then polish the optimum to near machine precision, and that Hessian (times
     ``total_weight``) gives the asymptotic covariance of ``phi``.
 
+    That optimum is kept when it converged, its Hessian is positive definite and it lies
+    well inside ``box`` (a ``(k, 2)`` array of log bounds, default ``search_box([1] * k)``,
+    see ``SEARCH_LIMIT``). Otherwise (typically a likelihood that keeps rising along a ridge
+    towards infinite parameters, where an unbounded search stops wherever rounding makes it
+    stop, which differs between BLAS builds) the fit is redone from the same start by
+    L-BFGS-B inside ``box`` and polished on the parameters not held at a bound. Parameters
+    that end on a bound are named in ``at_boundary``; their standard errors are NaN.
+
     Standard errors of the natural parameters follow by the delta method,
     ``se(theta) = theta * se(phi)`` (exact at a stationary point).
     """
+    x0 = np.asarray(x0, dtype=np.float64)
+    k = len(x0)
+    box = search_box([1.0] * k) if box is None else np.asarray(box, dtype=np.float64)
     n_eval = [0]
 
     def counted(phi):
@@ -297,34 +374,30 @@ def maximize_loglik(
 
     # BFGS rather than L-BFGS-B: with 3-4 parameters its dense update is cheaper per step
     # (scipy's L-BFGS-B costs ~0.5 ms per iteration in setulb), and log space needs no bounds.
-    res = optimize.minimize(
-        counted,
-        np.asarray(x0, dtype=np.float64),
-        jac=True,
-        method="BFGS",
-        options={"maxiter": 1000, "gtol": 1e-6},
-    )
-    phi, f = res.x, res.fun
-    H = _hessian(counted, phi)
-    for _ in range(newton_steps):
-        g = counted(phi)[1]
-        if np.max(np.abs(g)) < 1e-11:
-            break
-        try:
-            step = np.linalg.solve(H, g)
-        except np.linalg.LinAlgError:
-            break
-        cand = phi - step
-        f_cand = counted(cand)[0]
-        if not (np.isfinite(f_cand) and f_cand <= f + 1e-14 * abs(f)):
-            break
-        phi, f = cand, f_cand
-        if np.max(np.abs(step)) < 1e-4:
-            break  # H is still accurate at the polished point (relative change ~ the step)
-        H = _hessian(counted, phi)
+    res = optimize.minimize(counted, x0, jac=True, method="BFGS", options={"maxiter": 1000, "gtol": 1e-6})
+    phi, f, H = _newton_polish(counted, res.x, res.fun, _hessian(counted, res.x), newton_steps)
     grad = counted(phi)[1]
     converged = bool(np.all(np.isfinite(phi)) and np.max(np.abs(grad)) < 1e-5)
-    message = str(res.message)
+    cov = _inverse_hessian(H * total_weight)
+    margin = np.log(_INNER_MARGIN)
+    inside = bool(np.all(phi > box[:, 0] + margin) and np.all(phi < box[:, 1] - margin))
+    message, at_boundary = str(res.message), ()
+    if not (converged and cov is not None and inside):
+        start = np.clip(x0, box[:, 0], box[:, 1])
+        res = optimize.minimize(
+            counted, start, jac=True, method="L-BFGS-B", bounds=list(map(tuple, box)),
+            # run on to the bound: along a ridge the slopes left are tiny but their sign is not
+            options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-12},
+        )
+        phi = np.clip(res.x, box[:, 0], box[:, 1])
+        phi, f, H = _newton_polish(counted, phi, counted(phi)[0], _hessian(counted, phi), 8, box)
+        grad = counted(phi)[1]
+        held = _held(phi, grad, box)
+        converged = bool(np.all(np.isfinite(phi)) and np.max(np.abs(np.where(held, 0.0, grad))) < 1e-5)
+        at_boundary = tuple(n for n, lo, hi, p in zip(names, box[:, 0], box[:, 1], phi) if p <= lo or p >= hi)
+        cov = None if at_boundary else _inverse_hessian(H * total_weight)
+        message = f"bounded search: {res.message}"
+    theta = np.exp(phi)
     if not converged:
         warnings.warn(
             f"{model_name} fit did not converge (max |gradient| {np.max(np.abs(grad)):.2e}; {message}); "
@@ -333,29 +406,34 @@ def maximize_loglik(
             RuntimeWarning,
             stacklevel=3,
         )
-    H_total = H * total_weight
-    try:
-        cov = np.linalg.inv(H_total)
-        if np.any(np.diag(cov) <= 0):
-            raise np.linalg.LinAlgError("Hessian not positive definite")
-    except np.linalg.LinAlgError:
+    if at_boundary:
+        where = ", ".join(f"{n} = {theta[names.index(n)]:.4g}" for n in at_boundary)
+        warnings.warn(
+            f"{model_name}: the fit stopped at the edge of the parameter search box ({where}): the "
+            "likelihood keeps rising beyond it, so the data do not pin these down (few customers, or "
+            "customers too much alike); predictions use these values and standard errors are NaN",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    elif cov is None:
         warnings.warn(
             f"{model_name}: Hessian at the optimum is singular or not positive definite; "
             "standard errors are NaN",
             RuntimeWarning,
             stacklevel=3,
         )
-        cov = np.full_like(H_total, np.nan)
-    theta = np.exp(phi)
+    if cov is None:
+        cov = np.full((k, k), np.nan)
     se_phi = np.sqrt(np.diag(cov))
     return MLEResult(
-        params={k: float(v) for k, v in zip(names, theta)},
+        params={n: float(v) for n, v in zip(names, theta)},
         log_params=phi,
-        standard_errors={k: float(v) for k, v in zip(names, theta * se_phi)},
+        standard_errors={n: float(v) for n, v in zip(names, theta * se_phi)},
         log_params_cov=cov,
         converged=converged,
         message=message,
         n_evaluations=n_eval[0],
+        at_boundary=at_boundary,
     )
 
 
@@ -373,10 +451,13 @@ class _MLEModel:
     """Common learned state and ``summary()`` of the maximum-likelihood models."""
 
     _param_names: tuple[str, ...] = ()
+    # parameters measured in the data's units (time, money): their search box follows the data
+    _scale_params: tuple[str, ...] = ()
 
     params_: dict[str, float] | None = None
     standard_errors_: dict[str, float] | None = None
     log_params_cov_: np.ndarray | None = None
+    at_boundary_: tuple[str, ...] = ()  # parameters set by hand are not at any boundary
 
     def __init__(self, penalizer: float = 0.0):
         self.penalizer = penalizer
@@ -394,6 +475,7 @@ class _MLEModel:
         self.log_likelihood_ = float(log_likelihood)
         self.n_customers_ = int(n_customers)
         self.converged_ = result.converged
+        self.at_boundary_ = result.at_boundary
 
     def _params_array(self) -> np.ndarray:
         check_fitted(self)
@@ -459,12 +541,14 @@ class PurchaseModel(_MLEModel):
         (x, t_x, T_), w = compress_rows([x, t_x, T_], w)
         data = self._prepare(x, t_x, T_, w)
         total = float(w.sum())
+        time_scale = float(np.einsum("i,i->", w, T_)) / total  # mean T: the unit of alpha (and beta)
         result = maximize_loglik(
             lambda phi: self._objective(phi, data, penalizer),
             self._start(data),
             self._param_names,
             total_weight=total,
             model_name=type(self).__name__,
+            box=search_box([time_scale if k in self._scale_params else 1.0 for k in self._param_names]),
         )
         theta = np.exp(result.log_params)
         ll = float(w @ self._loglik(theta, x, t_x, T_))

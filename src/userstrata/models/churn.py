@@ -25,8 +25,9 @@ from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 from userstrata.errors import InputError, NotFittedError
 from userstrata.features import purchases
 from userstrata.features._time import Clock
+from userstrata.i18n import LANGS, Lang, label
 
-__all__ = ["CHURN_FEATURES", "ChurnModel", "churn_features", "churn_labels"]
+__all__ = ["CHURN_FEATURES", "ChurnModel", "check_lang", "churn_features", "churn_labels"]
 
 # Numeric profile columns the classifier uses (all as of the cutoff), plus the BTYD P(alive).
 CHURN_FEATURES = (
@@ -49,35 +50,21 @@ CHURN_FEATURES = (
     "p_alive",
 )
 
-# How a reason reads: the user's own value, formatted (English; the lead may route via i18n).
-_REASON_TEXT = {
-    "frequency": "{v:.0f} repeat purchase days",
-    "orders": "{v:.0f} orders",
-    "monetary": "spent {v:,.2f}",
-    "aov": "average order {v:,.2f}",
-    "refund_rate": "{v:.0%} of orders refunded",
-    "recency_days": "last purchase {v:.0f} days ago",
-    "tenure_days": "first seen {v:.0f} days ago",
-    "interaction_depth": "{v:.0f} interactions",
-    "community_actions": "{v:.0f} community actions",
-    "event_days": "{v:.0f} days with events",
-    "inactive_days": "inactive {v:.0f} days",
-    "category_share": "{v:.0%} of items in the top category",
-    "value_score": "value score {v:.2f}",
-    "rfm_r": "RFM recency score {v:.0f}",
-    "rfm_f": "RFM frequency score {v:.0f}",
-    "rfm_m": "RFM monetary score {v:.0f}",
-    "p_alive": "P(alive) {v:.2f}",
-}
-_MISSING_TEXT = {
-    "aov": "no purchase yet",
-    "recency_days": "no purchase yet",
-    "p_alive": "no purchase yet",
-    "rfm_r": "no purchase yet",
-    "rfm_f": "no purchase yet",
-    "rfm_m": "no purchase yet",
-    "refund_rate": "no purchase yet",
-    "category_share": "no items bought yet",
+# How a reason reads comes from i18n ("churn.<feature>"): the user's own value, formatted.
+# Counts have a singular and a plural form; a missing value means the user never bought.
+_COUNTS = frozenset(
+    {"frequency", "orders", "recency_days", "tenure_days", "interaction_depth", "community_actions",
+     "event_days", "inactive_days"}
+)  # fmt: skip
+_MISSING_KEY = {
+    "aov": "churn.no_purchase",
+    "recency_days": "churn.no_purchase",
+    "p_alive": "churn.no_purchase",
+    "rfm_r": "churn.no_purchase",
+    "rfm_f": "churn.no_purchase",
+    "rfm_m": "churn.no_purchase",
+    "refund_rate": "churn.no_purchase",
+    "category_share": "churn.no_items",
 }
 # below this, a feature's push towards churn is noise, not a reason worth showing
 _MIN_REASON_DELTA = 0.005
@@ -171,12 +158,25 @@ def churn_features(profile: pd.DataFrame, p_alive: pd.Series | None = None) -> p
     return out
 
 
-def _describe(feature: str, value: float, delta: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        text = _MISSING_TEXT.get(feature, f"{feature} unknown")
-    else:
-        text = _REASON_TEXT.get(feature, feature + " {v:g}").format(v=value)
-    return f"{text} (+{delta:.2f})"
+def _describe(feature: str, value: float, delta: float, lang: Lang) -> str:
+    """One reason, e.g. "inactive 45 days (+0.21)" / "已 45 天未活跃（+0.21）"."""
+    if value is None or math.isnan(value):
+        key = _MISSING_KEY.get(feature)
+        text = label(key, lang) if key else label("churn.other_missing", lang).format(feature=feature)
+    elif feature in _COUNTS:
+        text = label(f"churn.{feature}.{'one' if round(value) == 1 else 'other'}", lang).format(v=value)
+    elif feature in CHURN_FEATURES:
+        text = label(f"churn.{feature}", lang).format(v=value)
+    else:  # a feature column the caller added: no phrase for it
+        text = label("churn.other", lang).format(feature=feature, v=value)
+    return label("churn.reason", lang).format(text=text, delta=delta)
+
+
+def check_lang(lang) -> Lang:
+    """``lang`` if it is one of ``i18n.LANGS``; InputError otherwise."""
+    if lang not in LANGS:
+        raise InputError(f"lang = {lang!r}; expected one of {', '.join(repr(x) for x in LANGS)}")
+    return lang
 
 
 class ChurnModel:
@@ -335,14 +335,18 @@ class ChurnModel:
             out[lo : lo + m] = (p[0] - p[1:]).T
         return pd.DataFrame(out, index=features.index, columns=self.feature_names_)
 
-    def reasons(self, features: pd.DataFrame, top: int = 3) -> list[str]:
-        """Up to ``top`` reasons per user, '; '-joined, strongest first: "inactive 45 days (+0.21)".
+    def reasons(self, features: pd.DataFrame, top: int = 3, *, lang: Lang = "en") -> list[str]:
+        """Up to ``top`` reasons per user, strongest first, in ``lang`` ("en" or "zh"):
+        "inactive 45 days (+0.21); 2 orders (+0.05)" / "已 45 天未活跃（+0.21）；2 笔订单（+0.05）".
 
-        Only features that raise the user's risk above the median user's value count; a user
-        with none gets an empty string.
+        The number in brackets is how much lower the user's churn probability would be with
+        the median user's value (:meth:`contributions`). Only features that raise the user's
+        risk count; a user with none gets an empty string. Phrases come from ``i18n``.
         """
         if not (isinstance(top, (int, np.integer)) and top >= 1):
             raise InputError(f"top = {top!r}; expected a whole number >= 1")
+        check_lang(lang)
+        separator = label("churn.separator", lang)
         delta = self.contributions(features).to_numpy()
         values = self._check_features(features).to_numpy()
         order = np.argsort(-delta, axis=1, kind="stable")[:, :top]
@@ -350,11 +354,11 @@ class ChurnModel:
         out = []
         for i, cols in enumerate(order):  # formatting strings is per user by nature
             parts = [
-                _describe(names[j], float(values[i, j]), float(delta[i, j]))
+                _describe(names[j], float(values[i, j]), float(delta[i, j]), lang)
                 for j in cols
                 if delta[i, j] > _MIN_REASON_DELTA
             ]
-            out.append("; ".join(parts))
+            out.append(separator.join(parts))
         return out
 
     def __repr__(self) -> str:

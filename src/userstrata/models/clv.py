@@ -128,19 +128,24 @@ def clv(
     known = cov_p is not None and cov_s is not None and np.isfinite(cov_p).all() and np.isfinite(cov_s).all()
     if n_draws > 0 and known:  # otherwise (parameters set by hand, singular Hessian) NaN bounds
         rng = np.random.default_rng(random_state)
-        draws_p = np.exp(rng.multivariate_normal(np.log(theta_p), cov_p, size=n_draws, method="eigh"))
-        draws_s = np.exp(rng.multivariate_normal(np.log(theta_s), cov_s, size=n_draws, method="eigh"))
         q = [(1 - interval) / 2, (1 + interval) / 2]
         chunk = max(1, _MAX_CELLS // n_draws)
-        for lo in range(0, len(x), chunk):  # customer blocks bound memory; each block is vectorised
-            sl = slice(lo, lo + chunk)
-            values = np.stack(
-                [
-                    _clv_at(purchase_model, spend_model, dp, ds, *args, x[sl], t_x[sl], T_[sl], zbar[sl])
-                    for dp, ds in zip(draws_p, draws_s)
-                ]
-            )
-            low[sl], high[sl] = np.quantile(values, q, axis=0)
+        # A barely identified fit has huge variances: a draw can overflow, and its value is
+        # then unknown. Such values make the bounds NaN (below), never a numpy warning.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            draws_p = np.exp(rng.multivariate_normal(np.log(theta_p), cov_p, size=n_draws, method="eigh"))
+            draws_s = np.exp(rng.multivariate_normal(np.log(theta_s), cov_s, size=n_draws, method="eigh"))
+            for lo in range(0, len(x), chunk):  # customer blocks bound memory; each block is vectorised
+                sl = slice(lo, lo + chunk)
+                values = np.stack(
+                    [
+                        _clv_at(purchase_model, spend_model, dp, ds, *args, x[sl], t_x[sl], T_[sl], zbar[sl])
+                        for dp, ds in zip(draws_p, draws_s)
+                    ]
+                )
+                unknown = ~np.isfinite(values).all(axis=0)
+                low[sl], high[sl] = np.quantile(np.where(np.isfinite(values), values, 0.0), q, axis=0)
+                low[sl][unknown] = high[sl][unknown] = np.nan
     point, low, high = point[inverse], low[inverse], high[inverse]
     index = frequency.index if isinstance(frequency, pd.Series) else None
     return pd.DataFrame({"clv": point, "clv_low": low, "clv_high": high}, index=index)

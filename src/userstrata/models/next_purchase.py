@@ -117,7 +117,9 @@ def median_days_to_purchase(purchase_model, frequency, recency, T, *, horizon: f
     kind, x, T_, p_alive = _arrays(purchase_model, frequency, recency, T)
     params = purchase_model.params_
     if kind == "bg":
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # P(alive) <= 1/2 (no median: NaN below) and r + x near 0 (a wait beyond any float:
+        # inf, NaN below as beyond the horizon) are expected here, not errors
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             base = 1.0 - 0.5 / p_alive
             t_star = (params["alpha"] + T_) * np.expm1(-np.log(base) / (params["r"] + x))
         t_star = np.where(p_alive > 0.5, t_star, np.nan)

@@ -25,7 +25,7 @@ from userstrata.features import btyd_summary
 from userstrata.features._time import Clock
 from userstrata.models._base import PurchaseModel
 from userstrata.models.btyd import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD
-from userstrata.models.churn import ChurnModel, churn_features, churn_labels
+from userstrata.models.churn import ChurnModel, check_lang, churn_features, churn_labels
 from userstrata.models.clv import DAYS_PER_MONTH, clv
 from userstrata.models.next_purchase import next_purchase
 from userstrata.segments import build_profile
@@ -196,7 +196,10 @@ def _spend(summary: pd.DataFrame) -> tuple[GammaGamma | None, np.ndarray, np.nda
     else:
         reason = f"only {repeaters} repeat buyers (Gamma-Gamma needs {MIN_REPEATERS})"
     repeat_mean = summary.loc[x > 0, "monetary_mean"]
-    fallback = float(repeat_mean.mean()) if len(repeat_mean) else float("nan")
+    if len(repeat_mean) == 0:
+        warnings.warn("no repeat buyers: expected spend and CLV are NaN", stacklevel=3)
+        return None, np.full(len(summary), np.nan), monetary
+    fallback = float(repeat_mean.mean())
     warnings.warn(
         f"expected spend is the mean spend per repeat purchase day ({fallback:.2f}) for every buyer: {reason}; "
         "CLV has no interval",
@@ -272,6 +275,7 @@ def predict(
     random_state=0,
     activity: Literal["purchase", "any"] = "purchase",
     with_profile: bool = False,
+    lang: Literal["en", "zh"] = "en",
 ) -> pd.DataFrame:
     """One row per profiled user as of ``as_of`` with the model predictions over ``horizon_days``
     (after the profile's own columns with ``with_profile``: it is computed here anyway).
@@ -286,7 +290,7 @@ def predict(
     - ``clv``, ``clv_low``, ``clv_high``: discounted spend (1% a month, margin 1) over
       ``round(horizon_days / 30.4375)`` months (at least 1), so that CLV covers the same
       horizon as ``expected_purchases``; the interval is the 90% range over 200 parameter draws.
-    - ``churn_probability``, ``churn_reasons``: the calibrated classifier, trained on features
+    - ``churn_probability``, ``churn_reasons`` (in ``lang``): the calibrated classifier, trained on features
       as of ``as_of - horizon_days`` with labels from ``(as_of - horizon_days, as_of]`` and
       applied to features as of ``as_of``; it covers never-buyers too. NaN/empty (with a
       warning) when there is not enough history before ``as_of`` to train it.
@@ -299,10 +303,13 @@ def predict(
         Turns an Ibis expression into a pandas DataFrame (e.g. ``con.execute``).
     activity
         What keeps a user from counting as churned: ``"purchase"`` or ``"any"`` activity.
+    lang
+        Language of ``churn_reasons``: ``"en"`` or ``"zh"``.
     """
     if not (isinstance(horizon_days, (int, np.integer)) and horizon_days >= 1):
         raise InputError(f"horizon_days = {horizon_days!r}; expected a whole number of days >= 1")
     _model_class(model)
+    check_lang(lang)
     tables = dict(users=users, orders=orders, order_items=order_items, events=events)
     now = model_inputs(**tables, as_of=as_of, settings=settings, engine=engine, execute=execute, model=model)
     out = pd.DataFrame(index=now.profile.index)
@@ -318,11 +325,17 @@ def predict(
         out.loc[buyers, "p_alive"] = now.p_alive.loc[buyers].to_numpy()
         expected = fitted.expected_purchases(horizon_days, x, t_x, T)
         out.loc[buyers, "expected_purchases"] = expected
-        if not np.all(np.isfinite(expected)):
+        unknown = int((~np.isfinite(expected)).sum())
+        if unknown or fitted.at_boundary_:
             params = ", ".join(f"{k}={v:.3g}" for k, v in fitted.params_.items())
+            what = []
+            if fitted.at_boundary_:
+                what.append(f"{', '.join(fitted.at_boundary_)} stopped at the edge of the search box")
+            if unknown:
+                what.append(f"expected purchases are NaN for {unknown} of {len(expected)} buyers")
             warnings.warn(
-                f"the {model} fit as of {as_of} is degenerate ({params}): expected purchases are NaN for "
-                f"{int((~np.isfinite(expected)).sum())} of {len(expected)} buyers; more history or buyers help",
+                f"the {model} fit as of {as_of} is degenerate ({params}): {'; '.join(what)}; "
+                "more history or buyers help",
                 stacklevel=2,
             )
         spend_model, spend, monetary = _spend(summary)
@@ -349,6 +362,6 @@ def predict(
     if churn is not None:
         features = churn_inputs(churn, now.features)
         out["churn_probability"] = churn.predict_proba(features)
-        out["churn_reasons"] = churn.reasons(features, top=3)
+        out["churn_reasons"] = churn.reasons(features, top=3, lang=lang)
     out = out.reset_index()[list(PREDICTION_COLUMNS)]
     return now.profile.reset_index().merge(out, on="user_id", how="left") if with_profile else out

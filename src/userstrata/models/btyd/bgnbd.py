@@ -13,8 +13,9 @@ __all__ = ["BetaGeo", "simulate_bgnbd"]
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    # einsum's own loop: no temporary, and no BLAS thread start-up (which costs more than
-    # the sum itself on a busy 2-core machine)
+    # einsum's own loop: no temporary, no BLAS thread start-up (which costs more than the sum
+    # itself on a busy 2-core machine), and the same summation order on every CPU (BLAS
+    # picks its kernel by CPU, which moves the last bits and, on a flat likelihood, the fit)
     return float(np.einsum("i,i->", a, b))
 
 
@@ -102,7 +103,7 @@ def _objective(phi: np.ndarray, d: _Rows, penalizer: float, *, modified: bool = 
     xs, Wx, W = d.xs, d.Wx, d.W
     rx, bx = r + xs, b + xs + shift
     log_alpha = np.log(alpha)
-    ll = Wx @ (gammaln(rx) - gammaln(r) + betaln(a, bx) - betaln(a, b)) + W * r * log_alpha
+    ll = _dot(Wx, gammaln(rx) - gammaln(r) + betaln(a, bx) - betaln(a, b)) + W * r * log_alpha
     log_aT, inv_aT = d.buf
     np.add(d.T, alpha, out=inv_aT)
     np.log(inv_aT, out=log_aT)
@@ -113,10 +114,10 @@ def _objective(phi: np.ndarray, d: _Rows, penalizer: float, *, modified: bool = 
     psi_abx = digamma(a + bx)
     g = np.array(
         [
-            Wx @ (digamma(rx) - digamma(r)) + W * log_alpha - s_log,
+            _dot(Wx, digamma(rx) - digamma(r)) + W * log_alpha - s_log,
             W * r / alpha - r * s_inv - s_invx,
-            Wx @ (digamma(a + b) - psi_abx),
-            Wx @ (digamma(bx) - psi_abx) + W * (digamma(a + b) - digamma(b)),
+            _dot(Wx, digamma(a + b) - psi_abx),
+            _dot(Wx, digamma(bx) - psi_abx) + W * (digamma(a + b) - digamma(b)),
         ]
     )
     k = 0 if modified else d.k  # MBG/NBD: the correction applies to every row
@@ -156,17 +157,59 @@ def _conditional_expectation(theta, t, x, t_x, T, *, modified: bool) -> np.ndarr
     The 2F1 term is used in its Euler-transformed form
     ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x'; c; z) = (1-z)^(a-1) 2F1(c-r-x, a-1; c; z)
     with z = t/(alpha+T+t), c = a+b+x'-1: the transformed 2F1 stays O(1) for large x,
-    where the original one overflows while its prefactor underflows.
+    where the original one overflows while its prefactor underflows. Where the transformed
+    one fails instead (a and b of a million, an almost homogeneous dropout: its series
+    alternates with huge terms), the original one converges fast and is used.
     """
     r, alpha, a, b = theta
+    if abs(a - 1.0) < _NEAR_ONE:
+        return _limit_at_a_one(_conditional_expectation, theta, t, x, t_x, T, modified=modified)
     shift = 1.0 if modified else 0.0
     bx = b + x + shift  # b + x' with x' = x (BG/NBD) or x + 1 (MBG/NBD)
     c = a + bx - 1
     log_1mz = np.log(alpha + T) - np.log(alpha + T + t)
     z = -np.expm1(log_1mz)
-    tail = np.exp((a - 1) * log_1mz) * hyp2f1(c - r - x, a - 1, c, z)
-    numerator = c / (a - 1) * (1 - tail)
-    return numerator * _probability_alive(theta, x, t_x, T, modified=modified)
+    # Far from any data (a fit at the edge of its search box) 2F1 can overflow while its
+    # prefactor underflows: 0 * inf. The value is then unknown, and said so with NaN.
+    with np.errstate(over="ignore", invalid="ignore"):
+        tail = np.exp((a - 1) * log_1mz) * hyp2f1(c - r - x, a - 1, c, z)
+        failed = ~np.isfinite(tail)
+        if failed.any():
+            original = np.exp((r + x) * log_1mz) * hyp2f1(r + x, bx, c, z)
+            tail = np.where(failed, original, tail)
+        out = c / (a - 1) * (1 - tail) * _probability_alive(theta, x, t_x, T, modified=modified)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+# c/(a-1) * (1 - tail) is 0/0 at a = 1 (a fit on buyers without repeat purchases keeps a at
+# its start, 1). It is analytic in a, so the mean of its values at 1 -/+ _A_STEP gives the
+# limit with an error ~_A_STEP^2; the cancellation in 1 - tail costs ~eps/_A_STEP (1e-10).
+_NEAR_ONE = 1e-7
+_A_STEP = 1e-6
+
+
+def _limit_at_a_one(formula, theta, *args, **kwargs):
+    r, alpha, _, b = theta
+    below = formula(np.array([r, alpha, 1.0 - _A_STEP, b]), *args, **kwargs)
+    above = formula(np.array([r, alpha, 1.0 + _A_STEP, b]), *args, **kwargs)
+    return (below + above) / 2
+
+
+def _new_customer_expectation_mbg(theta, t) -> np.ndarray:
+    """E[X(t)] of a new MBG/NBD customer: b/(a-1) [1 - (alpha/(alpha+t))^r 2F1(r, b+1; a+b; z)]
+    (Batislam et al. 2007), Euler-transformed as in ``_conditional_expectation``."""
+    r, alpha, a, b = theta
+    if abs(a - 1.0) < _NEAR_ONE:
+        return _limit_at_a_one(_new_customer_expectation_mbg, theta, t)
+    log_1mz = np.log(alpha) - np.log(alpha + t)
+    z = -np.expm1(log_1mz)
+    with np.errstate(over="ignore", invalid="ignore"):
+        tail = np.exp((a - 1) * log_1mz) * hyp2f1(a + b - r, a - 1, a + b, z)
+        failed = ~np.isfinite(tail)
+        if failed.any():  # the untransformed form, as in _conditional_expectation
+            tail = np.where(failed, np.exp(r * log_1mz) * hyp2f1(r, b + 1, a + b, z), tail)
+        out = b / (a - 1) * (1 - tail)
+    return np.where(np.isfinite(out), out, np.nan)
 
 
 def _probability_alive(theta, x, t_x, T, *, modified: bool) -> np.ndarray:
@@ -194,6 +237,7 @@ def _probability_of_purchases(theta, n, t, *, modified: bool) -> np.ndarray:
 
 class _BetaGeoFamily(PurchaseModel):
     _param_names = ("r", "alpha", "a", "b")
+    _scale_params = ("alpha",)
     _modified = False
 
     def _prepare(self, x, t_x, T, w):
@@ -209,12 +253,9 @@ class _BetaGeoFamily(PurchaseModel):
         return _conditional_expectation(theta, t, x, t_x, T, modified=self._modified)
 
     def _expected_purchases_new_at(self, theta, t):
-        zero = np.zeros_like(t)
         if self._modified:  # MBG/NBD: a new customer may already be gone at time 0
-            r, alpha, a, b = theta
-            log_1mz = np.log(alpha) - np.log(alpha + t)
-            tail = np.exp((a - 1) * log_1mz) * hyp2f1(a + b - r, a - 1, a + b, -np.expm1(log_1mz))
-            return b / (a - 1) * (1 - tail)
+            return _new_customer_expectation_mbg(theta, t)
+        zero = np.zeros_like(t)
         return _conditional_expectation(theta, t, zero, zero, zero, modified=False)
 
     def _probability_alive_at(self, theta, x, t_x, T):
@@ -253,6 +294,14 @@ class BetaGeo(_BetaGeoFamily):
         Total log-likelihood at the optimum, constants included (comparable with published values).
     n_customers_ : int
         Rows passed to ``fit``.
+    converged_ : bool
+        Whether the optimum was reached (the gradient vanishes, but for parameters held at
+        the edge of the search box).
+    at_boundary_ : tuple of str
+        Parameters that stopped at the edge of the search box (shape parameters within
+        1e-6..1e6, alpha within that factor of the mean T): the likelihood keeps rising
+        beyond it, so the data do not pin them down; empty for an interior optimum. See
+        :func:`userstrata.models._base.maximize_loglik`.
 
     References
     ----------

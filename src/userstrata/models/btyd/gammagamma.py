@@ -17,6 +17,7 @@ from userstrata.models._base import (
     compress_rows,
     maximize_loglik,
     penalty,
+    search_box,
 )
 
 __all__ = ["GammaGamma", "check_spend_arrays", "simulate_gammagamma"]
@@ -71,7 +72,7 @@ def _loglik(theta, x, zbar) -> np.ndarray:
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.einsum("i,i->", a, b))  # no temporary, no BLAS threads
+    return float(np.einsum("i,i->", a, b))  # no temporary, no BLAS: same sum on every CPU
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def _objective(phi, d: _Rows, penalizer: float):
     s_R, s_Rx = _dot(d.w, inv_vxz), _dot(d.wx, inv_vxz)
     psi_pxq = digamma(pxs + q)
     ll = (
-        Wx @ (gammaln(pxs + q) - gammaln(pxs) + pxs * np.log(xs))
+        _dot(Wx, gammaln(pxs + q) - gammaln(pxs) + pxs * np.log(xs))
         + d.W * (q * log_v - gammaln(q))
         + p * d.sum_wx_logz
         - d.sum_w_logz
@@ -136,8 +137,8 @@ def _objective(phi, d: _Rows, penalizer: float):
     )
     g = np.array(
         [
-            (Wx * xs) @ (psi_pxq - digamma(pxs) + np.log(xs)) + d.sum_wx_logz - s_Lx,
-            Wx @ psi_pxq + d.W * (log_v - digamma(q)) - s_L,
+            _dot(Wx * xs, psi_pxq - digamma(pxs) + np.log(xs)) + d.sum_wx_logz - s_Lx,
+            _dot(Wx, psi_pxq) + d.W * (log_v - digamma(q)) - s_L,
             d.W * q / v - p * s_Rx - q * s_R,
         ]
     )
@@ -162,7 +163,7 @@ class GammaGamma(_MLEModel):
     ----------
     params_ : dict
         ``p``, ``q``, ``v``.
-    standard_errors_, log_params_cov_ , log_likelihood_
+    standard_errors_, log_params_cov_, log_likelihood_, converged_, at_boundary_
         As for :class:`~userstrata.models.BetaGeo` (log-likelihood over the repeaters).
     n_customers_ : int
         Rows passed to ``fit``; ``n_repeaters_`` of them had ``frequency > 0``.
@@ -205,6 +206,8 @@ class GammaGamma(_MLEModel):
             self._param_names,
             total_weight=data.W,
             model_name=type(self).__name__,
+            # v is in money: its search box follows the mean spend
+            box=search_box([1.0, 1.0, float(np.einsum("i,i->", w, zbar)) / data.W]),
         )
         ll = float(w @ _loglik(np.exp(result.log_params), x, zbar))
         self._store(result, ll, n)

@@ -29,7 +29,7 @@ class ModifiedBetaGeo(_BetaGeoFamily):
 
     Attributes
     ----------
-    params_, standard_errors_, log_params_cov_, log_likelihood_, n_customers_
+    params_, standard_errors_, log_params_cov_, log_likelihood_, n_customers_, converged_, at_boundary_
         As for :class:`~userstrata.models.BetaGeo` (parameters ``r, alpha, a, b``).
 
     References

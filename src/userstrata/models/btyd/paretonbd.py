@@ -170,8 +170,9 @@ def _objective(phi, d: _Rows, penalizer: float):
     for lo in range(0, len(d.w), _CHUNK):
         sl = slice(lo, lo + _CHUNK)
         ll_c, g_c = _quadrature(theta, d.x[sl], d.t_x[sl], d.T[sl], gradient=True, work=d.work)
-        ll += d.w[sl] @ ll_c
-        g += g_c @ d.w[sl]
+        # einsum, not BLAS: the same summation order on every CPU
+        ll += np.einsum("i,i->", d.w[sl], ll_c)
+        g += np.einsum("ji,i->j", g_c, d.w[sl])
     pen, pen_grad = penalty(theta, penalizer)
     return -ll / d.W + pen, -g * theta / d.W + pen_grad
 
@@ -203,7 +204,7 @@ class ParetoNBD(PurchaseModel):
     ----------
     params_ : dict
         ``r``, ``alpha``, ``s``, ``beta`` (alpha and beta in the time unit of recency/T).
-    standard_errors_, log_params_cov_, log_likelihood_, n_customers_
+    standard_errors_, log_params_cov_, log_likelihood_, n_customers_, converged_, at_boundary_
         As for :class:`~userstrata.models.BetaGeo`.
 
     References
@@ -215,6 +216,7 @@ class ParetoNBD(PurchaseModel):
     """
 
     _param_names = ("r", "alpha", "s", "beta")
+    _scale_params = ("alpha", "beta")
 
     def _prepare(self, x, t_x, T, w):
         work = np.empty((5, min(len(x), _CHUNK), len(_NODES)))
