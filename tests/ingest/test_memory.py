@@ -26,7 +26,7 @@ CHILD = textwrap.dedent("""
     before = peak()
     report = load_file(store, "orders", big)
     print(json.dumps({"before": before, "after": peak(), "rows": report.rows_read,
-                      "accepted": report.rows_accepted}))
+                      "accepted": report.rows_inserted}))
 """)
 
 

@@ -255,8 +255,11 @@ def test_header_only_file(store, tmp_path):
 def test_missing_path_and_unknown_extension(store, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_file(store, "orders", tmp_path / "nope.csv")
-    (tmp_path / "orders.xls").write_bytes(b"\xd0\xcf\x11\xe0")
-    with pytest.raises(InputError, match=r"unsupported file type '\.xls' \(allowed: \.csv, \.txt, \.tsv, \.xlsx"):
+    (tmp_path / "orders.numbers").write_bytes(b"PK\x03\x04")
+    with pytest.raises(InputError, match=r"unsupported file type '\.numbers' \(allowed: \.csv, "):
+        load_file(store, "orders", tmp_path / "orders.numbers")
+    (tmp_path / "orders.xls").write_bytes(b"\xd0\xcf\x11\xe0")  # a broken Excel 97-2003 file
+    with pytest.raises(InputError, match="legacy Excel 97-2003 .xls workbook"):
         load_file(store, "orders", tmp_path / "orders.xls")
     with pytest.raises(InputError, match="unknown table 'order'"):
         load_frame(store, "order", None, source="x")

@@ -137,7 +137,8 @@ def load_file(
     table
         A canonical table name: users, orders, order_items, events, identities, touches.
     path
-        A .csv/.tsv/.txt, .xlsx, .parquet or .jsonl/.ndjson/.json file.
+        A .csv/.tsv/.txt, .xlsx/.xlsm/.xls/.xlsb/.ods (an .xls that is really HTML or text is read as
+        such), .parquet or .jsonl/.ndjson/.json file.
     mapping
         {canonical_column: source_column}, for columns the built-in synonyms do not find.
     encoding
