@@ -244,6 +244,17 @@ def test_workbook_reads_the_first_sheet_that_holds_a_table(store, tmp_path):
             "pass sheet= to read another") in report.warnings
 
 
+def test_an_export_of_an_empty_window_reads_the_header_sheet_not_the_notes(store, tmp_path):
+    book = openpyxl.Workbook()
+    book.active.title = "说明"
+    book.active.append(["抖店订单导出说明"])
+    book.create_sheet("订单").append(HEADER)
+    book.save(tmp_path / "empty.xlsx")
+    report = load_file(store, "orders", tmp_path / "empty.xlsx")
+    assert report.rows_read == 0 and orders(store) == []
+    assert any("none holds data rows; read '订单'" in w for w in report.warnings)
+
+
 def test_sheet_by_name_and_a_missing_sheet(store, tmp_path):
     path = notes_and_orders_book(tmp_path / "export.xlsx")
     report = load_file(store, "orders", path, sheet="订单", header_row=4)

@@ -822,6 +822,11 @@ class ExcelReader(_GridReader):
                 )
                 return name
             passed.append(name)
+        for name in order:  # an export of an empty window: a header and no rows beats a notes sheet
+            if _holds_table(self.book.rows(name), need_rows=False):
+                self.warnings.append(f"{self.display} has {len(names)} sheets and none holds data rows; read "
+                                     f"{name!r}, the first with a header row")
+                return name
         for name in names:  # no sheet looks like a table: the first with any cell
             if any(any(_filled(v) for v in row) for row in itertools.islice(self.book.rows(name), SCAN_CAP_ROWS)):
                 self.warnings.append(f"{self.display} has {len(names)} sheets and none looks like a table; "
@@ -830,9 +835,9 @@ class ExcelReader(_GridReader):
         raise InputError(f"{self.display} is empty (no sheet has cells)")
 
 
-def _holds_table(rows: Iterator[list]) -> bool:
+def _holds_table(rows: Iterator[list], *, need_rows: bool = True) -> bool:
     """Whether the top of a sheet looks like a table: a header (``find_header``) of two or
-    more cells and a non-blank row under it."""
+    more cells and (with ``need_rows``) a non-blank row under it."""
     buffer, nonblank = [], 0
     for row in rows:
         buffer.append([_cell_text(v) for v in row])
@@ -842,7 +847,7 @@ def _holds_table(rows: Iterator[list]) -> bool:
     index = find_header(buffer)
     if index is None or sum(_filled(v) for v in buffer[index]) < 2:
         return False
-    return any(any(_filled(v) for v in row) for row in buffer[index + 1:])
+    return not need_rows or any(any(_filled(v) for v in row) for row in buffer[index + 1:])
 
 
 _SUFFIXES_OF = {"xlsx": (".xlsx", ".xlsm"), "xlsb": (".xlsb",), "ods": (".ods",), "xls": (".xls",)}
