@@ -1,9 +1,15 @@
 """RFM columns against hand-computed cases (shop time zone Asia/Shanghai, UTC+8)."""
 
+from decimal import ROUND_HALF_UP, Decimal
+
+import ibis
 import pytest
 
-from builders import order, run_profile
+from builders import AS_OF, order, run_profile, table
 from userstrata.config import Settings
+from userstrata.features import btyd_summary, purchases
+from userstrata.features._time import Clock
+from userstrata.schema import NON_PURCHASE_STATUSES, PURCHASE_STATUSES
 
 
 def test_same_day_orders_count_once_and_refunds_are_netted():
@@ -60,6 +66,70 @@ def test_monetary_window():
     got = run_profile(orders=rows, settings=windowed).loc["u1"]
     assert got.monetary == 40.0 and got.aov == 40.0  # only the order within 90 days
     assert got.frequency == 1  # frequency still counts all history
+
+
+def _execute(expr):
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET TimeZone = 'UTC'")
+    return con.execute(expr)
+
+
+def test_purchases_are_orders_with_a_purchase_status_or_none():
+    # the documented statuses, written out here rather than read from the code
+    counted = ["paid", "completed", "refunding", "partially_refunded", "refunded"]
+    assert set(PURCHASE_STATUSES) == set(counted)
+    assert set(NON_PURCHASE_STATUSES) == {"cancelled", "awaiting_payment"}
+    not_counted = ["cancelled", "awaiting_payment", "closed", "交易成功", "PAID", "Paid ", ""]
+    rows = [order(f"yes-{s}", "u1", "2024-06-01 04:00", 1.0, status=s) for s in counted]
+    rows.append(order("yes-null", "u1", "2024-06-01 04:00", 1.0, status=None))  # legacy row
+    rows += [order(f"no-{s}", "u1", "2024-06-01 04:00", 1.0, status=s) for s in not_counted]
+    got = _execute(purchases(table("orders", rows), as_of=AS_OF, clock=Clock()))
+    assert sorted(got.order_id) == sorted([f"yes-{s}" for s in counted] + ["yes-null"])
+    profile = run_profile(orders=rows).loc["u1"]
+    assert (profile.orders, profile.monetary) == (6, 6.0)
+
+
+def _half_up(total_cents: int, n: int) -> float:
+    """The documented aov: cents / n rounded to the cent, half away from zero, via decimal."""
+    return float((Decimal(total_cents) / 100 / n).quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+
+def test_money_is_summed_in_exact_cents():
+    # a0: 0.56 + 0.57 -> aov 0.565 -> 0.57 (a float mean is 0.56499..., rounded down to 0.56)
+    # a1: 0.01 + 0.00 -> aov 0.005 -> 0.01; a2: 1 cent over 3 orders -> 0.00
+    # a3: 0.1 ten times and 0.2 ten times -> 3.00, aov 0.15 (float sums drift below 3)
+    # a4: 2.67 + 2.68 -> aov 2.675 -> 2.68; a5: refund larger than the amount -> -0.005 -> -0.01
+    amounts = {
+        "a0": [0.56, 0.57], "a1": [0.01, 0.00], "a2": [0.01, 0.0, 0.0],
+        "a3": [0.1] * 10 + [0.2] * 10, "a4": [2.67, 2.68],
+    }
+    rows = [
+        order(f"{u}-{k}", u, f"2024-06-{1 + k:02d} 04:00", a)
+        for u, values in amounts.items() for k, a in enumerate(values)
+    ]
+    rows += [order("a5-0", "a5", "2024-06-01 04:00", 0.02, refund=0.03), order("a5-1", "a5", "2024-06-02 04:00", 0.0)]
+    got = run_profile(orders=rows)
+    cents = {u: sum(round(Decimal(str(a)) * 100) for a in values) for u, values in amounts.items()}
+    cents["a5"] = 2 - 3
+    expected_aov = {"a0": 0.57, "a1": 0.01, "a2": 0.0, "a3": 0.15, "a4": 2.68, "a5": -0.01}
+    for user, total in cents.items():
+        n = len(amounts.get(user, [0, 0]))
+        assert _half_up(total, n) == expected_aov[user], user  # the hand values agree with decimal
+        assert got.loc[user, "aov"] == expected_aov[user], user
+        assert got.loc[user, "monetary"] == float(Decimal(total) / 100), user
+    assert got.loc["a3", "monetary"] == 3.0
+
+
+def test_btyd_spend_is_exact():
+    # repeat days: 0.1 + 0.2 on one day, 0.3 on another -> (0.30 + 0.30) / 2 = 0.3 exactly
+    rows = [
+        order("o1", "u1", "2024-06-01 04:00", 9.99),
+        order("o2", "u1", "2024-06-02 04:00", 0.1), order("o3", "u1", "2024-06-02 05:00", 0.2),
+        order("o4", "u1", "2024-06-03 04:00", 0.3),
+    ]
+    got = _execute(btyd_summary(table("orders", rows), as_of=AS_OF, clock=Clock())).set_index("user_id")
+    assert got.loc["u1", "frequency"] == 2
+    assert got.loc["u1", "monetary_mean"] == 0.3
 
 
 def test_rfm_scores_are_quintiles_among_buyers():

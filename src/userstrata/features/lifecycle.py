@@ -27,9 +27,11 @@ def activity_features(
     """One row per known user: first/last activity and the last return after a dormant gap.
 
     Activity is registering, buying or any event of the user's, on local calendar days up to
-    ``as_of``. A *return* is an active day that follows more than ``dormant_after_days`` of
-    silence; ``days_since_return`` is set only for returns in the last
-    ``returning_window_days`` (the only ones the lifecycle rules look at).
+    ``as_of``. A *return* is an active day after the user was dormant: the silent days
+    between it and the previous active day (``gap - 1``; 30 silent days lie between 05-01
+    and 05-31) exceed ``dormant_after_days``, which is exactly when ``inactive_days`` passed
+    that threshold on some day in between. ``days_since_return`` is set only for returns in
+    the last ``returning_window_days`` (the only ones the lifecycle rules look at).
     """
     u = users.filter(users.registered_at.notnull())
     e = events.filter(events.user_id.notnull())
@@ -54,8 +56,8 @@ def activity_features(
     before = early.group_by("user_id").agg(day=early.day.max())
     candidates = ibis.union(recent, before, distinct=False)
     prev = candidates.day.lag().over(group_by=candidates.user_id, order_by=candidates.day)
-    gaps = candidates.mutate(gap_days=_engine.days_between(prev, candidates.day))
-    returns = gaps.filter(gaps.gap_days > rules.dormant_after_days, gaps.day >= window_from)
+    gaps = candidates.mutate(silent_days=_engine.days_between(prev, candidates.day) - 1)
+    returns = gaps.filter(gaps.silent_days > rules.dormant_after_days, gaps.day >= window_from)
     last_return = returns.group_by("user_id").agg(last_return_day=returns.day.max())
     out = bounds.left_join(last_return, "user_id").drop("user_id_right")
     return out.mutate(
