@@ -17,6 +17,7 @@ from userstrata.features import (
     rfm_features,
 )
 from userstrata.features._time import Clock
+from userstrata.i18n import Lang
 from userstrata.schema import PROFILE_COLUMNS
 from userstrata.segments.rfm_grid import assign_rfm_cells, score_rfm
 from userstrata.segments.tiers import assign_tiers, value_score
@@ -31,11 +32,13 @@ def build_profile(
     as_of: dt_.date,
     settings: Settings,
     engine: str = "duckdb",
+    lang: Lang = "en",
 ) -> ir.Table:
     """One row per user seen on or before ``as_of`` (an Ibis expression; nothing runs yet).
 
     Columns: ``schema.PROFILE_COLUMNS`` first, then supporting ones (``as_of``,
-    ``community_actions``, ``inactive_days``, ``value_score``...).
+    ``community_actions``, ``inactive_days``, ``value_score``...). ``tier_reason`` is
+    written in ``lang`` ("zh" or "en").
     """
     clock = Clock(settings.timezone, engine)
     bought = purchases(orders, as_of=as_of, clock=clock)
@@ -73,7 +76,7 @@ def build_profile(
     p = score_rfm(p, rules=settings.rfm)
     p = assign_rfm_cells(p, rules=settings.rfm)
     p = value_score(p)
-    p = assign_tiers(p, rules=settings.tiers)
+    p = assign_tiers(p, rules=settings.tiers, lang=lang)
     extras = [
         "as_of", "community_actions", "event_days", "inactive_days", "days_since_return",
         "value_score", "first_order_ts", "last_order_ts", "refunded_orders",

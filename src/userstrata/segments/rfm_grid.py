@@ -1,4 +1,9 @@
-"""RFM 1-5 quantile scores and the 8-cell RFM grid (重要价值客户 ... 一般挽留客户)."""
+"""RFM 1-5 quantile scores and the 8-cell RFM grid (重要价值客户 ... 一般挽留客户).
+
+Everything here is computed on exactly comparable values (whole days, purchase days and
+net spend in cents) with integer arithmetic on ranks and counts, so equal buyers are
+treated equally and every engine gives the same answer.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from userstrata.config import RFMRules
+from userstrata.features._money import to_cents
 from userstrata.schema import RFM_CELLS
 
 # (R high, F high, M high) -> cell; the standard grid of Chinese CRM practice
@@ -23,40 +29,64 @@ _CELLS = {
 assert set(_CELLS.values()) == set(RFM_CELLS)
 
 
+def _exact(profile: ir.Table) -> dict[str, ir.IntegerValue]:
+    """R, F, M as integers, each oriented so that larger is better."""
+    return {
+        "r": -profile.recency_days,  # recent = good
+        "f": profile.frequency,
+        "m": to_cents(profile.monetary),
+    }
+
+
 def score_rfm(profile: ir.Table, *, rules: RFMRules) -> ir.Table:
     """Add ``rfm_r``, ``rfm_f``, ``rfm_m``: quantile scores 1..bins among buyers (null otherwise).
 
-    Higher is better on each: recent, frequent, high-spending. Ranks carry ``user_id`` as a
-    unique tie-breaker so every engine assigns the same scores.
+    Higher is better on each: recent, frequent, high-spending. With ``n`` buyers and
+    ``below`` = the number of buyers with a strictly worse value (the 0-based minimum rank,
+    so ties share it), ``score = 1 + floor(bins * below / n)``. Equal values get equal
+    scores; the worst value always scores 1; a large tie (e.g. the one-time buyers, F = 1)
+    leaves the scores it spans unused rather than splitting equal buyers arbitrarily.
     """
     buyer = profile.orders.fill_null(0) > 0
+    n = profile.user_id.count().over(group_by=buyer)
+    bins = rules.bins
 
-    def score(*order_by: ir.Value) -> ir.IntegerValue:
-        rank = ibis.ntile(rules.bins).over(group_by=buyer, order_by=[*order_by, profile.user_id])
-        return ibis.ifelse(buyer, rank + 1, None)  # Ibis ntile is 0-based
+    def score(value: ir.IntegerValue) -> ir.IntegerValue:
+        below = ibis.rank().over(group_by=buyer, order_by=value)  # 0-based, ties take the lowest
+        # floor(bins * below / n) without a division: the number of cut points j * n / bins
+        # (j = 1 .. bins-1) that ``below`` reaches, in exact integer comparisons
+        steps = ibis.cases(
+            *[(below * bins >= n * j, j) for j in range(bins - 1, 0, -1)], else_=0
+        )
+        return ibis.ifelse(buyer, steps + 1, None)
 
-    return profile.mutate(
-        rfm_r=score(ibis.desc(profile.recency_days)),
-        rfm_f=score(profile.frequency),
-        rfm_m=score(profile.monetary),
-    )
+    exact = _exact(profile)
+    return profile.mutate(rfm_r=score(exact["r"]), rfm_f=score(exact["f"]), rfm_m=score(exact["m"]))
 
 
 def assign_rfm_cells(profile: ir.Table, *, rules: RFMRules) -> ir.Table:
     """Add ``rfm_cell``: high/low on R, F, M against the buyers' mean (or median).
 
-    Users who never bought are low on all three (general_retain), so every user has a cell.
+    "High" is strictly better than the center: recency below it, frequency and spend above
+    it. Both tests are exact integer comparisons among the ``n`` buyers: ``x > mean`` is
+    ``n * x > sum(x)``; ``x > median`` (the middle value, or the mean of the two middle ones)
+    is ``2 * (buyers with a value below x) >= n``. Users who never bought are low on all
+    three (general_retain), so every user has a cell.
     """
     buyer = profile.orders.fill_null(0) > 0
+    n = profile.user_id.count().over(group_by=buyer)
 
-    def center(col: ir.NumericValue) -> ir.NumericValue:
-        only_buyers = ibis.ifelse(buyer, col, None)
-        agg = only_buyers.median() if rules.split == "median" else only_buyers.mean()
-        return agg.over(ibis.window())
+    def above_center(value: ir.IntegerValue) -> ir.BooleanValue:
+        if rules.split == "median":
+            below = ibis.rank().over(group_by=buyer, order_by=value)
+            high = below * 2 >= n
+        else:
+            total = value.sum().over(group_by=buyer)
+            high = value * n > total
+        return buyer & high
 
-    r_high = buyer & (profile.recency_days < center(profile.recency_days))
-    f_high = buyer & (profile.frequency > center(profile.frequency))
-    m_high = buyer & (profile.monetary > center(profile.monetary))
+    exact = _exact(profile)
+    r_high, f_high, m_high = (above_center(exact[k]) for k in ("r", "f", "m"))
     cell = ibis.cases(
         *[((r_high == r) & (f_high == f) & (m_high == m), name) for (r, f, m), name in _CELLS.items()]
     )

@@ -1,110 +1,203 @@
 """Value tiers (用户价值分层): ordered, data-relative rules; every assignment carries a reason.
 
 A rule's ``top`` condition is relative to the shop's own distribution: "in the top 10%"
-means at most 10% of users have a value at least as high (cume_dist over a descending
-order), so large ties at the bottom (e.g. everyone with 0 posts) never count as "top".
+means at most 10% of users have a value at least as high, so large ties at the bottom
+(e.g. everyone with 0 posts) never count as "top". Shares are kept as integer counts
+(users at least as good, out of all users) and compared with the threshold in integers,
+so a user at exactly 55% is in the top 55% on every engine.
+
+Reasons are written in the profile's language from ``i18n`` (the ``reason.*`` and
+``feature.*`` phrases), with singular and plural forms.
 """
 
 from __future__ import annotations
+
+import re
+from decimal import Decimal
+from fractions import Fraction
 
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from userstrata import i18n
 from userstrata.config import Condition, TierRules
-from userstrata.errors import ConfigError
+from userstrata.errors import ConfigError, InputError
+from userstrata.features._money import floor_divide
 
 # the signals that make up value_score; recency counts inversely (recent = valuable)
 _SCORE_PARTS = ("frequency", "monetary", "recency_days", "interaction_depth")
 _LOWER_IS_BETTER = frozenset({"recency_days", "inactive_days"})
-_SHARE_PREFIX = "_share_at_or_above_"
+# shown as a whole percent (0.3 -> "30%"); other values as whole numbers
+_FRACTIONS = frozenset({"refund_rate", "category_share", "value_score"})
+_AT_OR_ABOVE = "_at_or_above_"  # + feature: users whose value is at least as good
+_USERS = "_users"
 
 
-def _share_at_or_above(col: ir.NumericValue, *, higher_is_better: bool = True) -> ir.FloatingValue:
-    """Share of users whose value is at least as good as this one's (0-1; small = top)."""
-    order = ibis.desc(col) if higher_is_better else col.asc()
-    return ibis.cume_dist().over(order_by=order)
+def _at_or_above(col: ir.NumericValue, users: ir.IntegerValue, *, higher_is_better: bool) -> ir.IntegerValue:
+    """How many users have a value at least as good as this one's (this user included).
+
+    ``rank`` is the 0-based minimum rank, i.e. the number of users strictly worse when
+    sorted worst first.
+    """
+    worst_first = col.asc() if higher_is_better else ibis.desc(col)
+    return users - ibis.rank().over(order_by=worst_first)
+
+
+def _fill_worst(profile: ir.Table, name: str) -> ir.NumericValue:
+    """The feature with a missing value counted as the worst (never bought = least recent)."""
+    return profile[name].fill_null(10**9 if name in _LOWER_IS_BETTER else 0)
 
 
 def value_score(profile: ir.Table) -> ir.Table:
-    """Add ``value_score`` (0-1): the mean percentile of frequency, spend, recency and depth."""
-    parts = []
-    for name in _SCORE_PARTS:
-        col = profile[name]
-        if name == "recency_days":  # never bought = least recent
-            col = col.fill_null(10**9)
-            parts.append(1 - _share_at_or_above(col, higher_is_better=False))
-        else:
-            parts.append(1 - _share_at_or_above(col.fill_null(0)))
-    score = sum(parts[1:], parts[0]) / len(parts)
-    return profile.mutate(value_score=score.round(6))
+    """Add ``value_score`` (0-1): the mean percentile of frequency, spend, recency and depth.
+
+    Each part is ``1 - (users at least as good) / users``; their mean is computed as one
+    division of integers, ``(4 * users - sum of the four counts) / (4 * users)``, so equal
+    scores are equal floats on every engine.
+    """
+    users = profile.user_id.count().over(ibis.window())
+    counts = [
+        _at_or_above(_fill_worst(profile, name), users, higher_is_better=name not in _LOWER_IS_BETTER)
+        for name in _SCORE_PARTS
+    ]
+    total = sum(counts[1:], counts[0])
+    k = len(_SCORE_PARTS)
+    score = (users * k - total).cast("float64") / (users * k).cast("float64")
+    return profile.mutate(value_score=score)
 
 
-def _int_text(col: ir.NumericValue) -> ir.StringValue:
-    return col.round(0).cast("int64").cast("string")
+# -- reasons ------------------------------------------------------------------------------
+
+_FIELD = re.compile(r"\{(\w+)\}")
 
 
-_PHRASES = {  # feature -> (text before value, text after value) for absolute bounds
-    "orders": ("", " orders"),
-    "frequency": ("", " repeat purchase days"),
-    "monetary": ("spent ", ""),
-    "recency_days": ("bought in the last ", " days"),
-    "interaction_depth": ("", " interactions"),
-    "community_actions": ("", " community actions"),
-    "tenure_days": ("", " days since first seen"),
-}
+def _fill(template: str, **values: ir.StringValue) -> ir.StringValue:
+    """``template`` with each ``{name}`` replaced by a string expression."""
+    parts = _FIELD.split(template)  # literal, name, literal, name, ..., literal
+    out = ibis.literal(parts[0])
+    for i in range(1, len(parts), 2):
+        out = out + values[parts[i]] + parts[i + 1]
+    return out
 
 
-def _condition(profile: ir.Table, cond: Condition) -> tuple[ir.BooleanValue, ir.StringValue]:
+def _phrase(key: str, lang: i18n.Lang, n: ir.IntegerValue, **values: ir.StringValue) -> ir.StringValue:
+    """The ``key.one`` / ``key.other`` phrase for the count ``n`` (a plain ``key`` if it has
+    no plural forms), with ``{n}`` filled in."""
+    text = n.cast("string")
+    if i18n.label(key, lang) != key:
+        return _fill(i18n.label(key, lang), n=text, **values)
+    one, other = i18n.label(f"{key}.one", lang), i18n.label(f"{key}.other", lang)
+    if one == other:
+        return _fill(other, n=text, **values)
+    return ibis.ifelse(n == 1, _fill(one, n=text, **values), _fill(other, n=text, **values))
+
+
+def _has_phrase(key: str) -> bool:
+    return any(i18n.label(k) != k for k in (key, f"{key}.other"))
+
+
+def _feature_label(feature: str, lang: i18n.Lang) -> str:
+    """A feature's name in reasons; a column without a label keeps its own name."""
+    key = f"feature.{feature}"
+    found = i18n.label(key, lang)
+    return feature if found == key else found
+
+
+def _whole(col: ir.NumericValue) -> ir.IntegerValue:
+    return col.round(0).cast("int64")
+
+
+def _shown_value(feature: str, col: ir.NumericValue) -> ir.IntegerValue:
+    return _whole(col * 100) if feature in _FRACTIONS else _whole(col)
+
+
+def _percent_text(share: Fraction) -> str:
+    text = f"{Decimal(share.numerator) * 100 / Decimal(share.denominator):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _top_condition(profile: ir.Table, cond: Condition, lang: i18n.Lang) -> tuple[ir.BooleanValue, ir.StringValue]:
+    # the threshold as the decimal written in the config (0.55 = 11/20), not its binary float
+    top = Fraction(repr(cond.top))
+    count, users = profile[_AT_OR_ABOVE + cond.feature], profile[_USERS]
+    match = (count * top.denominator <= users * top.numerator) & profile[cond.feature].notnull()
+    # the smallest whole percent p with count / users <= p / 100: ceil(100 * count / users)
+    pct = floor_divide(count * 100 + users - 1, users)
+    # a matched user is never told more than the threshold (top 12.5% is not "top 13%")
+    within = pct * top.denominator <= top.numerator * 100
+    pct_text = ibis.ifelse(within, pct.cast("string"), _percent_text(top))
+    feature = ibis.literal(_feature_label(cond.feature, lang))
+    return match, _fill(i18n.label("reason.top", lang), feature=feature, pct=pct_text)
+
+
+def _condition(profile: ir.Table, cond: Condition, lang: i18n.Lang) -> tuple[ir.BooleanValue, ir.StringValue]:
     if cond.feature not in profile.columns:
-        numeric = [c for c, t in profile.schema().items() if t.is_numeric()]
+        numeric = [c for c, t in profile.schema().items() if t.is_numeric() and not c.startswith("_")]
         raise ConfigError(
             f"tier rule uses unknown feature {cond.feature!r}",
             hint=f"use one of: {', '.join(numeric)}",
         )
-    col = profile[cond.feature]
     if cond.top is not None:
-        share = profile[_SHARE_PREFIX + cond.feature]  # computed once per feature by assign_tiers
-        pct = (share * 100).ceil().cast("int64").cast("string")
-        label = cond.feature.replace("_", " ")
-        return (share <= cond.top) & col.notnull(), ibis.literal(f"{label} in top ") + pct + "%"
-    before, after = _PHRASES.get(cond.feature, (cond.feature.replace("_", " ") + " ", ""))
+        return _top_condition(profile, cond, lang)
+    col = profile[cond.feature]
+    test = (col >= cond.min if cond.min is not None else col <= cond.max).fill_null(False)
     if cond.feature == "recency_days" and cond.max is not None:
-        text = ibis.literal(before) + _int_text(ibis.literal(cond.max)) + after
-    else:
-        text = ibis.literal(before) + _int_text(col.fill_null(0)) + after
-    test = col >= cond.min if cond.min is not None else col <= cond.max
-    return test.fill_null(False), text
+        # "bought in the last 90 days": the rule's window says more than the exact day
+        return test, _phrase("reason.recency_days.max", lang, _whole(ibis.literal(cond.max)))
+    n = _shown_value(cond.feature, col.fill_null(0))
+    if _has_phrase(f"reason.{cond.feature}"):
+        return test, _phrase(f"reason.{cond.feature}", lang, n)
+    key = "reason.percent" if cond.feature in _FRACTIONS else "reason.value"
+    return test, _phrase(key, lang, n, feature=ibis.literal(_feature_label(cond.feature, lang)))
 
 
-def _join(texts: list[ir.StringValue]) -> ir.StringValue:
+def _join(texts: list[ir.StringValue], lang: i18n.Lang) -> ir.StringValue:
     out = texts[0]
     for t in texts[1:]:
-        out = out + ", " + t
+        out = out + i18n.label("reason.separator", lang) + t
     return out
 
 
-def _top_shares(profile: ir.Table, rules: TierRules) -> ir.Table:
-    """One share-at-or-above column per feature used in a ``top`` condition: each window
-    (a sort of all users) runs once however many rules use that feature."""
-    shares = {}
+def _top_counts(profile: ir.Table, rules: TierRules) -> ir.Table:
+    """One at-or-above count per feature used in a ``top`` condition: each window (a sort
+    of all users) runs once however many rules use that feature."""
+    users = profile.user_id.count().over(ibis.window())
+    counts = {}
     for feature in sorted({c.feature for t in rules.tiers for r in t.rules for c in r.when if c.top is not None}):
         if feature not in profile.columns:
             continue  # reported by _condition with the list of usable features
-        better_high = feature not in _LOWER_IS_BETTER
-        col = profile[feature].fill_null(0 if better_high else 10**9)
-        shares[_SHARE_PREFIX + feature] = _share_at_or_above(col, higher_is_better=better_high)
-    return profile.mutate(**shares) if shares else profile
+        counts[_AT_OR_ABOVE + feature] = _at_or_above(
+            _fill_worst(profile, feature), users, higher_is_better=feature not in _LOWER_IS_BETTER
+        )
+    return profile.mutate(**counts, **{_USERS: users}) if counts else profile
 
 
-def assign_tiers(profile: ir.Table, *, rules: TierRules) -> ir.Table:
-    """Add ``tier`` and ``tier_reason`` by the first matching rule, top tier first."""
+def _fallback_reason(profile: ir.Table, lang: i18n.Lang) -> ir.StringValue:
+    orders = profile.orders.fill_null(0)
+    interactions = _phrase("reason.interaction_depth", lang, _whole(profile.interaction_depth.fill_null(0)))
+    return ibis.ifelse(
+        orders == 0,
+        _fill(i18n.label("reason.no_purchase", lang), interactions=interactions),
+        _fill(
+            i18n.label("reason.below_higher_tiers", lang),
+            orders=_phrase("reason.orders", lang, _whole(orders)),
+            last=_phrase("reason.recency_days", lang, _whole(profile.recency_days.fill_null(0))),
+        ),
+    )
+
+
+def assign_tiers(profile: ir.Table, *, rules: TierRules, lang: i18n.Lang = "en") -> ir.Table:
+    """Add ``tier`` and ``tier_reason`` (in ``lang``, "zh" or "en") by the first matching
+    rule, top tier first."""
+    if lang not in i18n.LANGS:
+        raise InputError(f"lang {lang!r} is not supported", hint=f"use one of: {', '.join(i18n.LANGS)}")
     columns = profile.columns
-    profile = _top_shares(profile, rules)
+    profile = _top_counts(profile, rules)
     branches: list[tuple[ir.BooleanValue, str, ir.StringValue]] = []
     for spec in rules.tiers:
         for rule in spec.rules:
-            tests, texts = zip(*(_condition(profile, c) for c in rule.when), strict=True)
+            tests, texts = zip(*(_condition(profile, c, lang) for c in rule.when), strict=True)
             match = tests[0]
             for t in tests[1:]:
                 match = match & t
@@ -114,17 +207,9 @@ def assign_tiers(profile: ir.Table, *, rules: TierRules) -> ir.Table:
                 if c.feature not in seen:
                     seen.add(c.feature)
                     unique.append(txt)
-            branches.append((match, spec.name, _join(unique)))
+            branches.append((match, spec.name, _join(unique, lang)))
     fallback = rules.tiers[-1].name
-    orders = profile.orders.fill_null(0)
-    fallback_reason = ibis.ifelse(
-        orders == 0,
-        ibis.literal("no purchase yet, ") + _int_text(profile.interaction_depth.fill_null(0)) + " interactions",
-        ibis.ifelse(orders == 1, "1 order", _int_text(orders) + " orders")
-        + ", last "
-        + _int_text(profile.recency_days)
-        + " days ago; below the rules of higher tiers",
-    )
+    fallback_reason = _fallback_reason(profile, lang)
     if not branches:
         return profile.mutate(tier=ibis.literal(fallback), tier_reason=fallback_reason).select(*columns, "tier", "tier_reason")
     tier = ibis.cases(*[(m, name) for m, name, _ in branches], else_=fallback)
