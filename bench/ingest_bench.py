@@ -12,7 +12,8 @@ validation, staging, commit). ``--openpyxl`` adds openpyxl's read-only reader on
 .xlsx (cells through ``value_to_str``, nothing else) as the peer; ``--baseline-src`` runs the
 reader and load cases of the plain files again with another source tree first on the path.
 The "_title" files have a title line above the header and a totals row at the end; the
-"_html.xls" file (``--only html``) is an HTML table under an .xls name.
+"_html.xls" file (``--only html``) is an HTML table under an .xls name; "order_items_*.csv" is
+an item-level order export (one line per item), loaded as orders (orders + order_items).
 Input files are written once to bench/out/ingest/ (the .xlsx with openpyxl's write-only mode).
 Results go to bench/out/ingest_bench.json and are printed as a Markdown table for BENCHMARKS.md.
 """
@@ -56,6 +57,31 @@ def make_csv(path: Path, rows: int, *, title: bool) -> Path:
                 writer.writerow(rec)
             if title:
                 writer.writerow(["合计", "", "", "", "", ""])
+        tmp.rename(path)
+    return path
+
+
+ITEM_HEADER = ["订单号", "用户ID", "下单时间", "订单状态", "商品编码", "类目", "数量", "单价", "商品实付金额"]
+
+
+def make_items_csv(path: Path, rows: int) -> Path:
+    """An item-level export: 1-4 lines per order with the order fields repeated (about 2.5 per order)."""
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(ITEM_HEADER)
+            order, line = 0, 0
+            for i in range(rows):
+                lines_in_order = 1 + order % 4
+                ts = (dt.datetime(2024, 1, 1) + dt.timedelta(minutes=7 * order)).strftime("%Y-%m-%d %H:%M:%S")
+                price = round(5 + (i % 211) * 1.3, 2)
+                qty = 1 + i % 3
+                writer.writerow([f"T{order:09d}", f"u{order % 50_000}", ts, "交易成功", f"S{i % 500}",
+                                 "课程" if i % 2 else "道具", qty, price, round(price * qty, 2)])
+                line += 1
+                if line == lines_in_order:
+                    order, line = order + 1, 0
         tmp.rename(path)
     return path
 
@@ -143,7 +169,8 @@ def main() -> None:
     parser.add_argument("--csv-rows", type=int, default=1_000_000)
     parser.add_argument("--xlsx-rows", type=int, default=100_000)
     parser.add_argument("--html-rows", type=int, default=50_000)
-    parser.add_argument("--only", choices=["csv", "xlsx", "html"], help="run only these cases")
+    parser.add_argument("--items-rows", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=["csv", "xlsx", "html", "items"], help="run only these cases")
     parser.add_argument("--openpyxl", action="store_true", help="also time openpyxl read-only on the .xlsx")
     parser.add_argument("--skip-load", action="store_true", help="time the readers only")
     parser.add_argument("--baseline-src", help="a src folder of another version, timed on the plain files")
@@ -163,6 +190,8 @@ def main() -> None:
     if args.only in (None, "xlsx"):
         files += [make_xlsx(folder / f"orders_{args.xlsx_rows}.xlsx", args.xlsx_rows, title=False),
                   make_xlsx(folder / f"orders_{args.xlsx_rows}_title.xlsx", args.xlsx_rows, title=True)]
+    if args.only in (None, "items"):  # the before-version reads it as plain orders (repeats rejected)
+        files += [make_items_csv(folder / f"order_items_{args.items_rows}.csv", args.items_rows)]
     if args.only == "html":  # (not in the default run: the before-version cannot read it)
         files += [make_html(folder / f"orders_{args.html_rows}_html.xls", args.html_rows)]
     kinds = ("reader",) if args.skip_load else ("reader", "load")

@@ -404,18 +404,30 @@ def test_missing_workspace_says_how_to_create_it(tmp_path):
 def test_demo_runs_on_bundled_data(tmp_path, lang):
     result = invoke("demo", "--users", "1500", "--out", tmp_path / "demo", "--lang", lang)
     assert result.exit_code == 0, result.output
-    profile = pd.read_parquet(tmp_path / "demo" / "profiles.parquet")
+    profile = saved_profile(tmp_path / "demo" / "shop.duckdb")
     assert len(profile) > 1000
     words = {"en": ["Explorer", "Dormant", "Important value"], "zh": ["体验探索者", "沉睡", "重要价值客户"]}[lang]
     for word in words:
         assert word in result.output
-    assert str(tmp_path / "demo" / "profiles.parquet") in result.output.replace("\n", "")
+    assert str(tmp_path / "demo" / "profiles.xlsx") in result.output.replace("\n", "")
+    # the file for people has the profile's users, with headers in the chosen language
+    people = pd.read_excel(tmp_path / "demo" / "profiles.xlsx")
+    assert len(people) == len(profile)
+    assert {"en": "Value tier", "zh": "价值层级"}[lang] in people.columns
+
+
+def saved_profile(workspace) -> pd.DataFrame:
+    """The snapshot the demo saved in its workspace (machine column names)."""
+    import duckdb
+
+    with duckdb.connect(str(workspace), read_only=True) as con:
+        return con.execute("SELECT * FROM profiles").df()
 
 
 def test_demo_on_cdnow(tmp_path):
     result = invoke("demo", "--data", "cdnow", "--out", tmp_path / "demo")
     assert result.exit_code == 0, result.output
-    profile = pd.read_parquet(tmp_path / "demo" / "profiles.parquet")
+    profile = saved_profile(tmp_path / "demo" / "cdnow.duckdb")
     assert len(profile) == 23_570  # every CDNOW customer
     # independent expectation: churned = last purchase more than 90 days before the last day
     orders = load_cdnow(sample=False)

@@ -59,7 +59,7 @@ def demo(
     db = out / f"{data}.duckdb"
     for stale in (db, db.with_name(db.name + ".wal")):
         stale.unlink(missing_ok=True)  # a demo starts from scratch
-    path = out / "profiles.parquet"
+    path = out / "profiles.xlsx"  # the file an operator opens: headers and labels in --lang, shop time
     # CDNOW is an American store: its amounts are dollars
     settings = Settings(currency="USD") if data == "cdnow" else None
     with Workspace.open(db, settings=settings) as ws:
@@ -82,7 +82,7 @@ def demo(
             with warnings_as_lines():
                 frame = ws.predict(as_of, horizon_days=horizon, with_profile=True, lang=lang_)
             ws.store.save_profiles(frame, as_of)
-            export.write_table(frame, path)
+            export.write_table(frame, path, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             progress.advance(task)
         line(f"[bold]{data}[/]: {len(frame):,} users profiled as of {as_of}")
         print_summary(ws, frame, lang_)
