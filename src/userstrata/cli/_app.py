@@ -104,9 +104,10 @@ def open_workspace(path: Path, config: Path | None = None) -> "Workspace":
     return Workspace.open(path, settings=config, create=False)
 
 
-def warn(message: str) -> None:
+def warn(message: str, lang: str = "en") -> None:
     """One yellow line on stderr (``message`` is plain text: brackets in it are not markup)."""
-    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    prefix = "警告：" if lang == "zh" else "warning: "
+    err_console.print(f"[yellow]{prefix}[/]{escape(message)}", highlight=False, soft_wrap=True)
 
 
 # -- parsing ---------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def print_load_report(report: Any, lang: i18n.Lang) -> None:
     for note in notes:
         line(escape(f"{heading('note', lang)}: {note}"))
     for message in warnings:
-        warn(message)
+        warn(message, lang)
 
 
 # -- the profile ----------------------------------------------------------------------------

@@ -89,7 +89,7 @@ class ColumnPlan:
     sources: dict[str, int]  # canonical column -> position of its source column
     extras: tuple[int, ...]  # positions of the other columns
     json_column: str | None  # canonical column that receives the extras as JSON, if any
-    warnings: tuple[str, ...]
+    warnings: tuple[tuple[str, str], ...]  # (English, Chinese)
 
     @property
     def ignored_columns(self) -> tuple[str, ...]:
@@ -153,7 +153,7 @@ def plan_columns(
             )
         sources[canonical] = pos
 
-    warnings: list[str] = []
+    warnings: list[tuple[str, str]] = []
     normalised = [normalise(n) for n in names]
     claimed = set(sources.values())
     for canonical in spec.columns:
@@ -173,10 +173,11 @@ def plan_columns(
         others = [names[i] for _, i in matches[1:]]
         if others:
             also = ", ".join(repr(o) for o in others)
-            warnings.append(
+            warnings.append((
                 f"{file}: {canonical} read from {names[pos]!r}; {also} also looked like {canonical} "
-                f"(pass --map {canonical}=COLUMN to choose another)"
-            )
+                f"(pass --map {canonical}=COLUMN to choose another)",
+                f"{file}：{canonical} 取自列 {names[pos]!r}；{also} 也像 {canonical}（可用 --map {canonical}=列名 指定）",
+            ))
 
     if check_required:
         missing = [c for c in spec.required if c not in sources]

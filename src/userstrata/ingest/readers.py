@@ -122,7 +122,8 @@ def open_reader(path: Path, fmt: str, *, encoding: str | None, header_row: int |
         content = sniff_content(path)
         if content in ("zip", "ole2"):  # a workbook saved under a text name
             reader = ExcelReader(path, chunk_rows=chunk_rows, header_row=header_row, sheet=sheet, content=content)
-            reader.warnings.insert(0, f"{name} is an Excel workbook, not text; read it as a workbook")
+            reader.warnings.insert(0, (f"{name} is an Excel workbook, not text; read it as a workbook",
+                                       f"{name} 实际是 Excel 工作簿而不是文本，已按工作簿读取"))
             return reader
         reader = CsvReader(path, encoding=encoding, chunk_rows=chunk_rows, header_row=header_row)
     elif fmt in SPREADSHEET_FORMATS:
@@ -136,20 +137,23 @@ def open_reader(path: Path, fmt: str, *, encoding: str | None, header_row: int |
             )
         if content == "html":
             reader = HtmlTableReader(path, encoding=encoding, chunk_rows=chunk_rows, header_row=header_row)
-            reader.warnings.insert(0, f"{name} is a web page (an HTML table), not an Excel workbook; "
-                                      "read its first table")
+            reader.warnings.insert(0, (f"{name} is a web page (an HTML table), not an Excel workbook; "
+                                       "read its first table", f"{name} 实际是网页表格（HTML）而不是 Excel 工作簿，已读取其中第一个表格"))
         else:
             reader = CsvReader(path, encoding=encoding, chunk_rows=chunk_rows, header_row=header_row)
-            reader.warnings.insert(0, f"{name} is {_DELIMITER_NAMES[reader.delimiter]}-separated text "
-                                      f"({reader.encoding}), not an Excel workbook; read it as text")
+            reader.warnings.insert(0, (f"{name} is {_DELIMITER_NAMES[reader.delimiter]}-separated text "
+                                       f"({reader.encoding}), not an Excel workbook; read it as text",
+                                       f"{name} 实际是分隔符文本（{reader.encoding}）而不是 Excel 工作簿，已按文本读取"))
     elif fmt == "jsonl":
         reader = JsonLinesReader(path, encoding=encoding, chunk_rows=chunk_rows)
     else:
         reader = ParquetReader(path, chunk_rows=chunk_rows)
     if sheet is not None:
-        reader.warnings.append(f"{name} is not a workbook; sheet={sheet!r} was ignored")
+        reader.warnings.append((f"{name} is not a workbook; sheet={sheet!r} was ignored",
+                                f"{name} 不是工作簿，已忽略 sheet={sheet!r}"))
     if header_row is not None and fmt in ("jsonl", "parquet"):
-        reader.warnings.append(f"{name} has no header row; header_row={header_row} was ignored")
+        reader.warnings.append((f"{name} has no header row; header_row={header_row} was ignored",
+                                f"{name} 没有表头行，已忽略 header_row={header_row}"))
     return reader
 
 
@@ -234,14 +238,15 @@ def find_header(rows: list[list]) -> int | None:
     return next(i for i in scan if filled[i] == widest)
 
 
-def _title_warning(display: str, above: list[list], header_number: int) -> list[str]:
+def _title_warning(display: str, above: list[list], header_number: int) -> list[tuple[str, str]]:
     titles = [row for row in above if any(_filled(v) for v in row)]
     if not titles:
         return []
     first = next(_cell_text(v).strip() for v in titles[0] if _filled(v))
     first = first if len(first) <= 40 else first[:37] + "..."
     rows = "row" if len(titles) == 1 else "rows"
-    return [f"{display}: skipped {len(titles)} title {rows} above the header (row {header_number}): {first!r}"]
+    return [(f"{display}: skipped {len(titles)} title {rows} above the header (row {header_number}): {first!r}",
+             f"{display}：跳过表头（第 {header_number} 行）上方的 {len(titles)} 行标题：{first!r}")]
 
 
 # 合计/总计 (total), 小计 (subtotal), in the first filled cell, maybe with a colon and a number
@@ -486,7 +491,7 @@ class CsvReader:
     def __init__(self, path: Path, *, encoding: str | None, chunk_rows: int, header_row: int | None = None):
         self.path, self.chunk_rows = path, chunk_rows
         self.display = path.name
-        self.warnings: list[str] = []
+        self.warnings: list[str | tuple[str, str]] = []  # (English, Chinese) or English
         self.short_rows = 0
         self.encoding, text = open_text(path, encoding, name=self.display)
         if not text.strip():
@@ -537,10 +542,11 @@ class CsvReader:
                 raise InputError(f"{self.display}: cannot read the CSV: {exc}") from None
         yield from self._python_pieces(skip=emitted)
         if self.short_rows:
-            self.warnings.append(
+            self.warnings.append((
                 f"{self.display}: {self.short_rows} rows had fewer fields than the header; "
-                "the missing fields were read as empty"
-            )
+                "the missing fields were read as empty",
+                f"{self.display}：{self.short_rows} 行的字段少于表头，缺少的字段按空值读取",
+            ))
 
     def _arrow_batches(self) -> Iterator[pa.RecordBatch]:
         # pyarrow skips a UTF-8 BOM itself and transcodes other encodings with Python codecs
@@ -778,7 +784,7 @@ class ExcelReader(_GridReader):
     def __init__(self, path: Path, *, chunk_rows: int, header_row: int | None = None, sheet: str | None = None,
                  content: str | None = None):
         self.path, self.chunk_rows, self.display = path, chunk_rows, path.name
-        self.warnings: list[str] = []
+        self.warnings: list[str | tuple[str, str]] = []  # (English, Chinese) or English
         content = content or sniff_content(path)
         kind = _check_zip(path, self.display) if content == "zip" else "xls"
         if kind == "xlsx" and (_sheets_xml_bytes(path) > CALAMINE_MAX_XML_BYTES or _long_integers(path)):
@@ -816,21 +822,25 @@ class ExcelReader(_GridReader):
                 before = names[:names.index(name)]
                 skipped = [s for s in names if s != name and (s in before or s in passed)]
                 note = f" (passed over {', '.join(repr(s) for s in skipped)})" if skipped else ""
-                self.warnings.append(
+                skipped_zh = f"（跳过 {'、'.join(repr(s) for s in skipped)}）" if skipped else ""
+                self.warnings.append((
                     f"{self.display} has {len(names)} sheets; read {name!r}, the first that holds a table{note}; "
-                    "pass sheet= to read another"
-                )
+                    "pass sheet= to read another",
+                    f"{self.display} 有 {len(names)} 个工作表；读取了第一个含数据表的 {name!r}{skipped_zh}；"
+                    "如需其他工作表请用 --sheet 指定",
+                ))
                 return name
             passed.append(name)
         for name in order:  # an export of an empty window: a header and no rows beats a notes sheet
             if _holds_table(self.book.rows(name), need_rows=False):
-                self.warnings.append(f"{self.display} has {len(names)} sheets and none holds data rows; read "
-                                     f"{name!r}, the first with a header row")
+                self.warnings.append((f"{self.display} has {len(names)} sheets and none holds data rows; read "
+                                      f"{name!r}, the first with a header row",
+                                      f"{self.display} 有 {len(names)} 个工作表，都没有数据行；读取了第一个有表头的 {name!r}"))
                 return name
         for name in names:  # no sheet looks like a table: the first with any cell
             if any(any(_filled(v) for v in row) for row in itertools.islice(self.book.rows(name), SCAN_CAP_ROWS)):
-                self.warnings.append(f"{self.display} has {len(names)} sheets and none looks like a table; "
-                                     f"read {name!r}")
+                self.warnings.append((f"{self.display} has {len(names)} sheets and none looks like a table; "
+                                      f"read {name!r}", f"{self.display} 有 {len(names)} 个工作表，都不像数据表；读取了 {name!r}"))
                 return name
         raise InputError(f"{self.display} is empty (no sheet has cells)")
 
@@ -1140,7 +1150,7 @@ class HtmlTableReader(_GridReader):
 
     def __init__(self, path: Path, *, encoding: str | None, chunk_rows: int, header_row: int | None = None):
         self.path, self.chunk_rows, self.display = path, chunk_rows, path.name
-        self.warnings: list[str] = []
+        self.warnings: list[str | tuple[str, str]] = []  # (English, Chinese) or English
         sample, _ = read_sample(path)
         self.encoding, _ = open_text(path, encoding, name=self.display, declared=declared_charset(sample))
         self._layout(self._html_rows(), header_row, where=f"{self.display}'s table", part="its table")
@@ -1178,7 +1188,7 @@ class ParquetReader:
         import pyarrow.parquet as pq  # noqa: PLC0415
 
         self.path, self.chunk_rows, self.display = path, chunk_rows, path.name
-        self.warnings: list[str] = []
+        self.warnings: list[str | tuple[str, str]] = []  # (English, Chinese) or English
         try:
             self.file = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError) as exc:
@@ -1211,7 +1221,7 @@ class FrameReader:
 
     def __init__(self, data, *, source: str, chunk_rows: int):
         self.display, self.chunk_rows = source, chunk_rows
-        self.warnings: list[str] = []
+        self.warnings: list[str | tuple[str, str]] = []  # (English, Chinese) or English
         if isinstance(data, pa.RecordBatch):
             data = pa.Table.from_batches([data])
         if not isinstance(data, pa.Table):
@@ -1264,7 +1274,7 @@ class JsonLinesReader:
 
     def __init__(self, path: Path, *, encoding: str | None, chunk_rows: int):
         self.path, self.chunk_rows, self.display = path, chunk_rows, path.name
-        self.warnings: list[str] = []
+        self.warnings: list[str | tuple[str, str]] = []  # (English, Chinese) or English
         self.encoding, text = open_text(path, encoding, name=self.display)
         text = text.lstrip()
         if not text:
