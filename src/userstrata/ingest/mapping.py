@@ -67,6 +67,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "external_id": ("外部id", "externalid"),
 }
 
+# synonyms that stand in only when nothing better is there (no ambiguity warning beside a better one)
+_FALLBACKS = frozenset({"商品名称", "商品", "课程名称", "商品标题", "productname", "itemname"})
+
 # users keep unknown columns in attributes, events in properties (nothing dropped)
 JSON_EXTRAS = {"users": "attributes", "events": "properties"}
 
@@ -170,7 +173,8 @@ def plan_columns(
         pos = matches[0][1]
         sources[canonical] = pos
         claimed.add(pos)
-        others = [names[i] for _, i in matches[1:]]
+        # a product's name beside its code is expected, not ambiguous
+        others = [names[i] for _, i in matches[1:] if normalised[i] not in _FALLBACKS]
         if others:
             also = ", ".join(repr(o) for o in others)
             warnings.append((

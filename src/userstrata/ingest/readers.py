@@ -609,14 +609,15 @@ class CsvReader:
                             )
                         )
                         continue
-                    if len(fields) < n:
-                        self.short_rows += 1
+                    short = len(fields) < n
+                    if short:
                         fields = fields + [""] * (n - len(fields))
                     elif len(fields) > n:
                         fields = fields[:n]
                     if _maybe_totals(fields) and (word := totals_word(fields)) is not None:
-                        bad.append(totals_bad_row(row_number, word, fields))
+                        bad.append(totals_bad_row(row_number, word, fields))  # a short totals row is no news
                         continue
+                    self.short_rows += short
                     for i in range(n):
                         columns[i].append(fields[i])
                     rows.append(row_number)
