@@ -137,3 +137,20 @@ def test_item_lines_count_as_updated_when_their_order_changed(store, tmp_path):
     report = load_file(store, "orders", write_csv(tmp_path / "w2.csv", header, week2))
     assert (report.rows_inserted, report.rows_updated, report.rows_unchanged) == (0, 2, 1)
     assert report.tables["orders"] == {"inserted": 0, "updated": 1, "unchanged": 1}
+
+
+def test_a_profile_from_the_data_as_it_was_loaded_then(tmp_path):
+    from userstrata.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "w.duckdb")
+    ws.load("orders", write_csv(tmp_path / "w1.csv", HEADER, WEEK1))
+    between = ws.store.duckdb.execute("SELECT max(loaded_at) FROM loads").fetchone()[0] + dt.timedelta(microseconds=1)
+    ws.load("orders", write_csv(tmp_path / "w2.csv", HEADER, WEEK2))
+    as_of = dt.date(2024, 3, 31)
+    then = ws.profile(as_of, known_at=between).to_pandas().set_index("user_id")
+    now = ws.profile(as_of).to_pandas().set_index("user_id")
+    # by hand: in week 1's export A1 was unpaid (so u1 had done nothing yet) and A2 not yet refunded
+    assert "u1" not in then.index and then.loc["u2", "monetary"] == 200.0
+    assert (now.loc["u1", "orders"], now.loc["u2", "monetary"]) == (1, 0.0)
+    assert "u4" not in then.index and now.loc["u4", "orders"] == 1
+    ws.close()
