@@ -318,7 +318,8 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
                 targets = _split_item_lines(raw, staging, plans, notes, warnings, display=display)
             else:
                 targets = {spec.name: staging.rows}
-            decided = {name: _decide(raw, CANONICAL[name], rows, staging) for name, rows in targets.items()}
+            decisions = {name: _decide(raw, CANONICAL[name], rows, staging) for name, rows in targets.items()}
+            decided = {name: table for name, (table, _) in decisions.items()}
             per_table = {name: _decision_counts(raw, table) for name, table in decided.items()}
             lines = _line_counts(raw, decided) if items else per_table[spec.name]
             inserted, updated, unchanged = lines["inserted"], lines["updated"], lines["unchanged"] + totals["repeat"]
@@ -326,8 +327,8 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
                 raise RuntimeError(f"ingest bug: counts do not add up for load {load_id}: {totals}, {per_table}")
             _vocabulary_warnings(raw, stage_spec, staging, warnings, display=display)
             with store.transaction():
-                for name, table in decided.items():
-                    _apply(raw, CANONICAL[name], table, load_id=load_id, at=started)
+                for name, (table, source) in decisions.items():
+                    _apply(raw, CANONICAL[name], table, source, load_id=load_id, at=started)
                 raw.execute(
                     "INSERT INTO rejects (load_id, table_name, file, row_number, column_name, value, reason, reason_zh, "
                     f"raw, loaded_at) SELECT ?, ?, ?, row_number, column_name, value, reason, reason_zh, raw, ? "
@@ -622,7 +623,7 @@ def _split_item_lines(raw, staging: _Staging, plans: dict, notes: _Messages, war
     return {ORDERS.name: orders_t, ORDER_ITEMS.name: items_t}
 
 
-def _decide(raw, spec: TableSpec, rows: str, staging: _Staging) -> str:
+def _decide(raw, spec: TableSpec, rows: str, staging: _Staging) -> tuple[str, str]:
     """Compare staged rows (one per key) with the workspace: insert, update or unchanged.
 
     A row equal to a version the workspace already replaced is stale (an older export loaded
@@ -638,9 +639,10 @@ def _decide(raw, spec: TableSpec, rows: str, staging: _Staging) -> str:
     else:
         source = rows
     out = staging.table(f"decided_{spec.name}")
+    # only keys and the decision are written; the rows themselves stay where they were staged
     raw.execute(f"""
         CREATE TABLE {out} AS
-        SELECT {', '.join('s.' + ident(c) for c in spec.columns)}, s._row,
+        SELECT {', '.join('s.' + k for k in keys)}, s._row,
             CASE WHEN t._present IS NULL THEN 'insert' WHEN {same} THEN 'unchanged'
                  WHEN EXISTS (SELECT 1 FROM {ident(spec.name + VERSIONS_SUFFIX)} o
                               WHERE {_on(keys, 's', 'o')} AND {stale}) THEN 'unchanged'
@@ -648,7 +650,7 @@ def _decide(raw, spec: TableSpec, rows: str, staging: _Staging) -> str:
         FROM {source} s
         LEFT JOIN (SELECT *, TRUE AS _present FROM {ident(spec.name)}) t ON {_on(keys, 's', 't')}
     """)
-    return out
+    return out, source
 
 
 def _line_counts(raw, decided: dict[str, str]) -> dict[str, int]:
@@ -668,7 +670,7 @@ def _decision_counts(raw, decided: str) -> dict[str, int]:
     return {"inserted": got.get("insert", 0), "updated": got.get("update", 0), "unchanged": got.get("unchanged", 0)}
 
 
-def _apply(raw, spec: TableSpec, decided: str, *, load_id: str, at: dt_.datetime) -> None:
+def _apply(raw, spec: TableSpec, decided: str, source: str, *, load_id: str, at: dt_.datetime) -> None:
     """Inside the load's transaction: move replaced versions aside, then write the new ones."""
     keys = [ident(k) for k in spec.key]
     cols = ", ".join(ident(c) for c in (*spec.columns, LOAD_ID))
@@ -682,8 +684,8 @@ def _apply(raw, spec: TableSpec, decided: str, *, load_id: str, at: dt_.datetime
     )
     raw.execute(f"DELETE FROM {ident(spec.name)} t USING {changed} u WHERE {_on(keys, 't', 'u')}")
     raw.execute(
-        f"INSERT INTO {ident(spec.name)} ({cols}) SELECT {', '.join(ident(c) for c in spec.columns)}, ? "
-        f"FROM {decided} WHERE _decision IN ('insert', 'update') ORDER BY _row",
+        f"INSERT INTO {ident(spec.name)} ({cols}) SELECT {', '.join('s.' + ident(c) for c in spec.columns)}, ? "
+        f"FROM {source} s JOIN {decided} d USING (_row) WHERE d._decision IN ('insert', 'update') ORDER BY s._row",
         [load_id],
     )
 
