@@ -157,17 +157,20 @@ def rejects(
         settings = ws.settings
     if out is not None:
         export.write_table(frame, out, lang=lang_, timezone=settings.timezone, currency=settings.currency)
-        line(f"{len(frame):,} rejects written to [bold]{escape(str(out))}[/]")
+        written = "条拒绝记录已写入" if lang_ == "zh" else "rejects written to"
+        line(f"{len(frame):,} {written} [bold]{escape(str(out))}[/]")
         return
     if frame.empty:
-        console.print("no rejected rows")
+        console.print("没有被拒绝的行" if lang_ == "zh" else "no rejected rows")
         return
     shown = ["table_name", "file", "row_number", "column_name", "reason"]
     view = frame[shown].assign(file=frame["file"].map(lambda f: Path(f).name))
     print_frame(view.rename(columns={c: heading(c, lang_) for c in shown}),
-                title="rejected rows (the reason quotes the value)", wide=[heading("reason", lang_)])
+                title="被拒绝的行（原因中引用了原值）" if lang_ == "zh" else "rejected rows (the reason quotes the value)",
+                wide=[heading("reason", lang_)])
     if len(frame) == limit:
-        console.print(f"showing the first {limit}; --limit N for more, --out FILE for all")
+        console.print(f"只显示前 {limit} 行；--limit N 显示更多，--out 文件 导出全部" if lang_ == "zh"
+                      else f"showing the first {limit}; --limit N for more, --out FILE for all")
 
 
 @command
