@@ -2,7 +2,9 @@
 
 Pitfalls these helpers encode (DESIGN.md): session time zone must be UTC so that naive UTC
 timestamps are not shifted; day differences by date subtraction (``epoch_days``), not
-``delta(unit="day")``; every rank needs a unique tie-breaker.
+``delta(unit="day")``; every rank needs a unique tie-breaker. What else keeps an expression
+portable (money in cents, no engine-only SQL functions outside this module, ...) is listed in
+docs/engines.md; ``pytest -m spark`` compares the results on both engines.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def connect(target: Any = None) -> tuple[ibis.BaseBackend, str]:
     if target is None:
         target = DEFAULT_WORKSPACE
     if type(target).__name__ == "SparkSession":
+        # for the whole session: Spark reads TIMESTAMP values in the session zone
         target.conf.set("spark.sql.session.timeZone", "UTC")
         return ibis.pyspark.connect(target), "spark"
     if isinstance(target, str) and "://" in target and not target.startswith("duckdb://"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt_
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ from userstrata.schema import CANONICAL, LOAD_ID, LOADS_SCHEMA, REJECTS_SCHEMA, 
 BOOKKEEPING = {"rejects": REJECTS_SCHEMA, "loads": LOADS_SCHEMA}
 _SQL_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE", "timestamp": "TIMESTAMP"}
 PROFILES = "profiles"
+# Canonical tables a Spark workspace cannot do without; the others are empty when not registered,
+# as in a DuckDB workspace where nothing was loaded into them yet.
+SPARK_REQUIRED = ("orders",)
+SPARK_TABLES = "on Spark, register your tables as views named " + ", ".join(CANONICAL)
+SPARK_HINT = 'e.g. spark.read.parquet(path).createOrReplaceTempView("orders"); see docs/engines.md'
 
 
 class Store:
@@ -36,6 +42,7 @@ class Store:
         self.engine = engine
         self.settings = settings
         self.location = location
+        self._warned_empty: set[str] = set()
 
     @classmethod
     def open(cls, target: Any = None, *, settings: Settings | None = None, create: bool = True) -> "Store":
@@ -49,7 +56,8 @@ class Store:
                 hint=f"create it with `userstrata init {target}` or pass --workspace",
             )
         con, engine = _engine.connect(target)
-        store = cls(con, engine, settings or Settings(), str(target))
+        location = "the Spark session" if engine == "spark" else str(target)
+        store = cls(con, engine, settings or Settings(), location)
         if engine == "duckdb":
             limits = store.settings.engine
             if limits.memory_limit:
@@ -81,6 +89,8 @@ class Store:
 
     def table(self, name: str) -> ir.Table:
         """A stored table as an Ibis expression (nothing runs yet)."""
+        if self.engine == "spark" and name in CANONICAL:
+            return self._spark_table(name)
         if name not in self.con.list_tables():
             known = ", ".join(sorted(self.con.list_tables()))
             raise NotFoundError(f"table {name!r} is not in workspace {self.location} (has: {known})")
@@ -89,12 +99,56 @@ class Store:
     def count(self, name: str) -> int:
         return int(self.table(name).count().execute())
 
+    def _spark_table(self, name: str) -> ir.Table:
+        """A canonical table from the Spark session's catalog, in the canonical schema.
+
+        Columns are picked by name and cast to the canonical types (a DECIMAL amount becomes
+        float64; timestamps are read in the session time zone, UTC); a missing optional column
+        is null and a missing table other than ``SPARK_REQUIRED`` is empty, as in a DuckDB
+        workspace before anything was loaded (with a warning, once).
+        """
+        spec = CANONICAL[name]
+        if name not in self.con.list_tables():
+            if name in SPARK_REQUIRED:
+                raise NotFoundError(f"the Spark session has no table or view named {name!r}; {SPARK_TABLES}",
+                                    hint=SPARK_HINT)
+            if name not in self._warned_empty:
+                self._warned_empty.add(name)
+                warnings.warn(f"the Spark session has no table or view named {name!r}; it is read as empty",
+                              stacklevel=3)
+            empty = pa.Table.from_pylist([], schema=spec.schema.to_pyarrow())
+            return ibis.memtable(empty, schema=spec.schema)
+        table = self.con.table(name)
+        have = table.schema()
+        missing = [c for c in spec.required if c not in have]
+        if missing:
+            raise InputError(
+                f"Spark table {name!r} has no column {', '.join(map(repr, missing))} (has: {', '.join(have.names)})",
+                hint=f"{name} needs the columns {', '.join(spec.columns)} (docs/schema.md); rename them in a view",
+            )
+        columns = {}
+        for col, dtype in spec.schema.items():
+            if col not in have:
+                columns[col] = ibis.null(dtype)
+            elif have[col] != dtype:
+                columns[col] = table[col].cast(dtype)
+            else:
+                columns[col] = table[col]
+        return table.select(**columns)
+
+    def require_duckdb(self, operation: str) -> None:
+        """Raise InputError naming ``operation`` unless the workspace runs on DuckDB."""
+        if self.engine == "duckdb":
+            return
+        if self.engine == "spark":
+            raise InputError(f"{operation} needs the DuckDB engine; {SPARK_TABLES}", hint=SPARK_HINT)
+        raise InputError(f"{operation} needs the DuckDB engine; this workspace uses {self.engine}")
+
     # -- writes ---------------------------------------------------------------------------
     @property
     def duckdb(self):
         """The raw DuckDB connection, for bulk writes that need SQL-level transactions."""
-        if self.engine != "duckdb":
-            raise InputError(f"this operation needs the DuckDB engine; the workspace uses {self.engine}")
+        self.require_duckdb("this operation")
         return self.con.con
 
     @contextlib.contextmanager

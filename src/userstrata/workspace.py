@@ -40,6 +40,9 @@ class Workspace:
     ) -> "Workspace":
         """Open a workspace: a DuckDB file (default ``userstrata.duckdb``), ``":memory:"`` or a SparkSession.
 
+        On Spark the tables are the session's views named ``orders``, ``events``... and
+        loading is refused (docs/engines.md).
+
         ``settings`` is a ``Settings`` or the path of a ``userstrata.toml``; by default
         ``./userstrata.toml`` is read when present.
         """
@@ -57,20 +60,25 @@ class Workspace:
     # -- loading ------------------------------------------------------------------------
     def load(self, table: str, path: str | Path, **options: Any) -> ingest.LoadReport:
         """Validate and load a file into a canonical table (see ``ingest.load_file``)."""
+        self.store.require_duckdb("loading files")
         return ingest.load_file(self.store, table, path, **options)
 
     def load_frame(self, table: str, data: Any, *, source: str) -> ingest.LoadReport:
+        self.store.require_duckdb("loading data")
         return ingest.load_frame(self.store, table, data, source=source)
 
     def rejects(self, **filters: Any) -> pd.DataFrame:
+        self.store.require_duckdb("listing rejected rows (kept by loads)")
         return ingest.list_rejects(self.store, **filters)
 
     def loads(self) -> pd.DataFrame:
         """Every load with its counts, oldest first (undone ones have ``undone_at``)."""
+        self.store.require_duckdb("listing loads")
         return ingest.list_loads(self.store)
 
     def unload(self, load_id: str) -> ingest.UnloadReport:
         """Undo one load exactly (refused while a later load has changed its rows)."""
+        self.store.require_duckdb("undoing a load")
         return ingest.unload(self.store, load_id)
 
     # -- profile ------------------------------------------------------------------------
@@ -91,6 +99,7 @@ class Workspace:
         names = ("users", "orders", "order_items", "events")
         if known_at is None:
             return {name: self.table(name) for name in names}
+        self.store.require_duckdb("known_at (the load history)")
         return {name: ingest.table_known_at(self.store, name, known_at) for name in names}
 
     def _inputs(self) -> dict[str, Any]:
@@ -114,6 +123,7 @@ class Workspace:
 
     def save_profile(self, as_of: dt_.date | None = None) -> int:
         """Materialise the profile as a snapshot in the ``profiles`` table; returns its rows."""
+        self.store.require_duckdb("saving profile snapshots")
         as_of = as_of or self.latest_date()
         return self.store.save_profiles(self.profile(as_of), as_of)
 
