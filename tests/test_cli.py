@@ -411,7 +411,7 @@ def test_demo_runs_on_bundled_data(tmp_path, lang):
         assert word in result.output
     assert str(tmp_path / "demo" / "profiles.xlsx") in result.output.replace("\n", "")
     # the file for people has the profile's users, with headers in the chosen language
-    people = pd.read_excel(tmp_path / "demo" / "profiles.xlsx")
+    people = pd.read_excel(tmp_path / "demo" / "profiles.xlsx", engine="calamine")
     assert len(people) == len(profile)
     assert {"en": "Value tier", "zh": "价值层级"}[lang] in people.columns
 
