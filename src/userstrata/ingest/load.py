@@ -319,15 +319,14 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
             else:
                 targets = {spec.name: staging.rows}
             decisions = {name: _decide(raw, CANONICAL[name], rows, staging) for name, rows in targets.items()}
-            decided = {name: table for name, (table, _) in decisions.items()}
-            per_table = {name: _decision_counts(raw, table) for name, table in decided.items()}
-            lines = _line_counts(raw, decided) if items else per_table[spec.name]
+            per_table = {name: counts for name, (_, _, counts) in decisions.items()}
+            lines = _line_counts(raw, decisions) if items else per_table[spec.name]
             inserted, updated, unchanged = lines["inserted"], lines["updated"], lines["unchanged"] + totals["repeat"]
             if totals["read"] != inserted + updated + unchanged + totals["rejected"]:
                 raise RuntimeError(f"ingest bug: counts do not add up for load {load_id}: {totals}, {per_table}")
             _vocabulary_warnings(raw, stage_spec, staging, warnings, display=display)
             with store.transaction():
-                for name, (table, source) in decisions.items():
+                for name, (table, source, _) in decisions.items():
                     _apply(raw, CANONICAL[name], table, source, load_id=load_id, at=started)
                 raw.execute(
                     "INSERT INTO rejects (load_id, table_name, file, row_number, column_name, value, reason, reason_zh, "
@@ -623,71 +622,79 @@ def _split_item_lines(raw, staging: _Staging, plans: dict, notes: _Messages, war
     return {ORDERS.name: orders_t, ORDER_ITEMS.name: items_t}
 
 
-def _decide(raw, spec: TableSpec, rows: str, staging: _Staging) -> tuple[str, str]:
+def _decide(raw, spec: TableSpec, rows: str, staging: _Staging) -> tuple[str, str, dict[str, int]]:
     """Compare staged rows (one per key) with the workspace: insert, update or unchanged.
 
-    A row equal to a version the workspace already replaced is stale (an older export loaded
-    again) and counts as unchanged: reloading any file changes nothing.
+    Returns the table of decisions for the keys already in the workspace (update or
+    unchanged; usually few), the staged rows, and the counts. A row equal to a version the
+    workspace already replaced is stale (an older export loaded again) and counts as
+    unchanged: reloading any file changes nothing. Joins build on the smaller side and no
+    step sorts the staged rows, so memory stays flat however big the file.
     """
     keys = [ident(k) for k in spec.key]
     content = [ident(c) for c in spec.columns if c not in spec.key]
     same = " AND ".join(f"s.{c} IS NOT DISTINCT FROM t.{c}" for c in content) or "TRUE"
     stale = " AND ".join(f"s.{c} IS NOT DISTINCT FROM o.{c}" for c in content) or "TRUE"
+    source = rows
     if spec.name == ORDER_ITEMS.name:  # lines numbered in file order when the export had none
-        source = f"(SELECT * REPLACE (coalesce(line_no, row_number() OVER (PARTITION BY order_id ORDER BY _row)) " \
-                 f"AS line_no) FROM {rows})"
-    else:
-        source = rows
+        source = staging.table("numbered_items")
+        raw.execute(f"""
+            CREATE TABLE {source} AS SELECT * REPLACE (
+                coalesce(line_no, row_number() OVER (PARTITION BY order_id ORDER BY _row)) AS line_no)
+            FROM {rows}
+        """)
     out = staging.table(f"decided_{spec.name}")
-    # only keys and the decision are written; the rows themselves stay where they were staged
+    table = ident(spec.name)
     raw.execute(f"""
         CREATE TABLE {out} AS
         SELECT {', '.join('s.' + k for k in keys)}, s._row,
-            CASE WHEN t._present IS NULL THEN 'insert' WHEN {same} THEN 'unchanged'
+            CASE WHEN {same} THEN 'unchanged'
                  WHEN EXISTS (SELECT 1 FROM {ident(spec.name + VERSIONS_SUFFIX)} o
                               WHERE {_on(keys, 's', 'o')} AND {stale}) THEN 'unchanged'
                  ELSE 'update' END AS _decision
-        FROM {source} s
-        LEFT JOIN (SELECT *, TRUE AS _present FROM {ident(spec.name)}) t ON {_on(keys, 's', 't')}
+        FROM {source} s JOIN {table} t ON {_on(keys, 's', 't')}
     """)
-    return out, source
+    got = dict(raw.execute(f"SELECT _decision, count(*) FROM {out} GROUP BY ALL").fetchall())
+    new = raw.execute(f"SELECT count(*) FROM {source} s ANTI JOIN {table} t ON {_on(keys, 's', 't')}").fetchone()[0]
+    counts = {"inserted": new, "updated": got.get("update", 0), "unchanged": got.get("unchanged", 0)}
+    return out, source, counts
 
 
-def _line_counts(raw, decided: dict[str, str]) -> dict[str, int]:
+def _line_counts(raw, decisions: dict[str, tuple[str, str, dict[str, int]]]) -> dict[str, int]:
     """Item lines of an item-level export: new with their line, updated when the line or its
     order changed, unchanged otherwise."""
+    items, source, _ = decisions[ORDER_ITEMS.name]
+    orders = decisions[ORDERS.name][0]
     got = dict(raw.execute(f"""
-        SELECT CASE WHEN i._decision = 'insert' THEN 'inserted'
-                    WHEN i._decision = 'update' OR o._decision <> 'unchanged' THEN 'updated'
+        SELECT CASE WHEN i._row IS NULL THEN 'inserted'
+                    WHEN i._decision = 'update' OR o._decision = 'update' THEN 'updated'
                     ELSE 'unchanged' END, count(*)
-        FROM {decided[ORDER_ITEMS.name]} i JOIN {decided[ORDERS.name]} o USING (order_id) GROUP BY ALL
+        FROM {source} s LEFT JOIN {items} i USING (_row) LEFT JOIN {orders} o ON o.order_id = s.order_id
+        GROUP BY ALL
     """).fetchall())
     return {k: got.get(k, 0) for k in ("inserted", "updated", "unchanged")}
 
 
-def _decision_counts(raw, decided: str) -> dict[str, int]:
-    got = dict(raw.execute(f"SELECT _decision, count(*) FROM {decided} GROUP BY ALL").fetchall())
-    return {"inserted": got.get("insert", 0), "updated": got.get("update", 0), "unchanged": got.get("unchanged", 0)}
-
-
 def _apply(raw, spec: TableSpec, decided: str, source: str, *, load_id: str, at: dt_.datetime) -> None:
-    """Inside the load's transaction: move replaced versions aside, then write the new ones."""
+    """Inside the load's transaction: move replaced versions aside, then write the new ones
+    (every staged row whose key is then absent: the new and the changed)."""
     keys = [ident(k) for k in spec.key]
     cols = ", ".join(ident(c) for c in (*spec.columns, LOAD_ID))
-    versions = ident(spec.name + VERSIONS_SUFFIX)
+    versions, table = ident(spec.name + VERSIONS_SUFFIX), ident(spec.name)
     changed = f"(SELECT {', '.join(keys)} FROM {decided} WHERE _decision = 'update')"
     raw.execute(
         f"INSERT INTO {versions} ({cols}, superseded_by, superseded_at) "
         f"SELECT {', '.join('t.' + ident(c) for c in (*spec.columns, LOAD_ID))}, ?, ? "
-        f"FROM {ident(spec.name)} t SEMI JOIN {changed} u ON {_on(keys, 't', 'u')}",
+        f"FROM {table} t SEMI JOIN {changed} u ON {_on(keys, 't', 'u')}",
         [load_id, at],
     )
-    raw.execute(f"DELETE FROM {ident(spec.name)} t USING {changed} u WHERE {_on(keys, 't', 'u')}")
-    raw.execute(
-        f"INSERT INTO {ident(spec.name)} ({cols}) SELECT {', '.join('s.' + ident(c) for c in spec.columns)}, ? "
-        f"FROM {source} s JOIN {decided} d USING (_row) WHERE d._decision IN ('insert', 'update') ORDER BY s._row",
-        [load_id],
-    )
+    raw.execute(f"DELETE FROM {table} t USING {changed} u WHERE {_on(keys, 't', 'u')}")
+    # staged rows are in file order already (chunks in order, each sorted by row); the few
+    # unchanged ones are left out by row number, so the staged rows stream straight in
+    select = f"INSERT INTO {table} ({cols}) SELECT {', '.join('s.' + ident(c) for c in spec.columns)}, ? FROM {source} s"
+    if raw.execute(f"SELECT count(*) FROM {decided} WHERE _decision = 'unchanged'").fetchone()[0]:
+        select += f" ANTI JOIN (SELECT _row FROM {decided} WHERE _decision = 'unchanged') u ON s._row = u._row"
+    raw.execute(select, [load_id])
 
 
 def _vocabulary_warnings(raw, spec: TableSpec, staging: _Staging, out: _Messages, *, display: str) -> None:
