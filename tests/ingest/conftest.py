@@ -45,3 +45,19 @@ def snapshot(store: Store) -> dict[str, list[tuple]]:
 
 def assert_adds_up(report) -> None:
     assert report.rows_read == report.rows_inserted + report.rows_updated + report.rows_unchanged + report.rows_rejected
+
+
+def cut_power_at_the_load_record(monkeypatch, store: Store) -> None:
+    """Make the last statement of a load's final transaction (recording the load) fail."""
+    real = store.con.con
+
+    class FailingLoadsInsert:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT INTO loads"):
+                raise RuntimeError("power cut")
+            return real.execute(sql, *args)
+
+    monkeypatch.setattr(Store, "duckdb", property(lambda self: FailingLoadsInsert()))

@@ -10,7 +10,7 @@ import pytest
 from userstrata.errors import InputError, NotFoundError
 from userstrata.ingest import list_loads, load_file, table_known_at, unload
 
-from .conftest import assert_adds_up, rows, snapshot, write_csv
+from .conftest import cut_power_at_the_load_record, assert_adds_up, rows, snapshot, write_csv
 
 HEADER = ["订单号", "买家ID", "下单时间", "实付金额", "订单状态", "退款金额", "退款时间"]
 
@@ -96,22 +96,10 @@ def test_the_table_as_known_at_an_earlier_moment(store, tmp_path):
 
 
 def test_crash_in_the_final_transaction_of_an_update_changes_nothing(store, tmp_path, monkeypatch):
-    from userstrata.store import Store
 
     load_file(store, "orders", write_csv(tmp_path / "w1.csv", HEADER, WEEK1))
     before = snapshot(store) | {"versions": rows(store, "orders_versions")}
-    real = store.con.con
-
-    class FailingLoadsInsert:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def execute(self, sql, *args):
-            if sql.startswith("INSERT INTO loads"):
-                raise RuntimeError("power cut")
-            return real.execute(sql, *args)
-
-    monkeypatch.setattr(Store, "duckdb", property(lambda self: FailingLoadsInsert()))
+    cut_power_at_the_load_record(monkeypatch, store)
     with pytest.raises(RuntimeError, match="power cut"):
         load_file(store, "orders", write_csv(tmp_path / "w2.csv", HEADER, WEEK2))
     monkeypatch.undo()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from userstrata.ingest import list_rejects, load_file, load_frame
 from userstrata.store import Store
 
-from .conftest import assert_adds_up, open_store, rows, snapshot, write_csv
+from .conftest import cut_power_at_the_load_record, assert_adds_up, open_store, rows, snapshot, write_csv
 
 HEADER = ["order_id", "user_id", "ts", "amount"]
 
@@ -100,18 +100,7 @@ def test_crash_in_third_chunk_leaves_workspace_unchanged(tmp_path, monkeypatch):
 def test_failure_inside_the_final_transaction_rolls_back(tmp_path, monkeypatch):
     store = open_store(chunk_rows=7)
     before = snapshot(store)
-    real = store.con.con
-
-    class FailingLoadsInsert:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def execute(self, sql, *args):
-            if sql.startswith("INSERT INTO loads"):
-                raise RuntimeError("power cut")
-            return real.execute(sql, *args)
-
-    monkeypatch.setattr(Store, "duckdb", property(lambda self: FailingLoadsInsert()))
+    cut_power_at_the_load_record(monkeypatch, store)
     with pytest.raises(RuntimeError, match="power cut"):
         load_file(store, "orders", write_csv(tmp_path / "orders.csv", HEADER, hundred_rows()))
     monkeypatch.undo()
