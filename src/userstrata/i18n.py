@@ -120,8 +120,10 @@ _CHURN: dict[str, dict[str, str]] = {
     "churn.monetary": {"zh": "累计消费 {v:,.2f}", "en": "spent {v:,.2f}"},
     "churn.aov": {"zh": "客单价 {v:,.2f}", "en": "average order {v:,.2f}"},
     "churn.refund_rate": {"zh": "退款订单占 {v:.0%}", "en": "{v:.0%} of orders refunded"},
+    "churn.recency_days.zero": {"zh": "今天有购买", "en": "last purchase today"},
     "churn.recency_days.one": {"zh": "最近一次购买在 {v:.0f} 天前", "en": "last purchase {v:.0f} day ago"},
     "churn.recency_days.other": {"zh": "最近一次购买在 {v:.0f} 天前", "en": "last purchase {v:.0f} days ago"},
+    "churn.tenure_days.zero": {"zh": "今天首次出现", "en": "first seen today"},
     "churn.tenure_days.one": {"zh": "首次出现于 {v:.0f} 天前", "en": "first seen {v:.0f} day ago"},
     "churn.tenure_days.other": {"zh": "首次出现于 {v:.0f} 天前", "en": "first seen {v:.0f} days ago"},
     "churn.interaction_depth.one": {"zh": "{v:.0f} 次互动", "en": "{v:.0f} interaction"},
@@ -130,6 +132,7 @@ _CHURN: dict[str, dict[str, str]] = {
     "churn.community_actions.other": {"zh": "{v:.0f} 次社区互动", "en": "{v:.0f} community actions"},
     "churn.event_days.one": {"zh": "{v:.0f} 天有行为", "en": "{v:.0f} day with events"},
     "churn.event_days.other": {"zh": "{v:.0f} 天有行为", "en": "{v:.0f} days with events"},
+    "churn.inactive_days.zero": {"zh": "今天有活跃", "en": "active today"},
     "churn.inactive_days.one": {"zh": "已 {v:.0f} 天未活跃", "en": "inactive {v:.0f} day"},
     "churn.inactive_days.other": {"zh": "已 {v:.0f} 天未活跃", "en": "inactive {v:.0f} days"},
     "churn.category_share": {"zh": "偏好品类占所购商品 {v:.0%}", "en": "{v:.0%} of items in the top category"},
@@ -141,6 +144,11 @@ _CHURN: dict[str, dict[str, str]] = {
     # a missing value: the user never bought (or bought no items)
     "churn.no_purchase": {"zh": "尚未购买", "en": "no purchase yet"},
     "churn.no_items": {"zh": "尚未购买商品", "en": "no items bought yet"},
+    # a user above the average risk whom no single feature explains (models/churn.py)
+    "churn.above_average": {
+        "zh": "流失风险 {p:.0%}，高于平均的 {base:.0%}，无单一突出因素",
+        "en": "risk {p:.0%}, above the average {base:.0%}, with no single feature standing out",
+    },
     # a feature without a phrase here (a column added by hand) is shown by its name
     "churn.other": {"zh": "{feature} {v:g}", "en": "{feature} {v:g}"},
     "churn.other_missing": {"zh": "{feature} 未知", "en": "{feature} unknown"},

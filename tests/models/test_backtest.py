@@ -15,6 +15,7 @@ from scipy.special import hyp2f1
 from builders import table
 from userstrata.config import Settings
 from userstrata.datasets import load_cdnow
+from userstrata.errors import InputError
 from userstrata.models.backtest import FREQUENCY_GROUPS, backtest
 from userstrata.models.plots import plot_calibration, plot_frequency_conditional
 from userstrata.schema import ORDERS
@@ -91,12 +92,12 @@ def test_per_user_predictions_equal_the_closed_form(cdnow):
     assert cdnow.metrics["total_predicted"] == pytest.approx(expected.sum(), rel=1e-10)
 
 
-def holdout_days_from_the_raw_file() -> pd.Series:
+def holdout_days_from_the_raw_file(first: str = "19971001", last: str = "19980630") -> pd.Series:
     """Distinct purchase days per sample customer in weeks 40-78 (1997-10-01 .. 1998-06-30),
     read from the bundled file with plain Python: customer id, sample id, yyyymmdd, CDs, dollars."""
     path = resources.files("userstrata.datasets").joinpath("data", "CDNOW_sample.txt.gz")
     with path.open("rb") as raw, gzip.open(raw, "rt") as text:
-        days = {(int(f[1]), f[2]) for f in map(str.split, text) if f and "19971001" <= f[2] <= "19980630"}
+        days = {(int(f[1]), f[2]) for f in map(str.split, text) if f and first <= f[2] <= last}
     return pd.Series([user for user, _ in days]).value_counts()
 
 
@@ -184,3 +185,50 @@ def test_plot_functions_return_figures(cdnow):
     per_user = cdnow.per_user
     assert plot_calibration(per_user["churned"], per_user["churn_probability"], ax=ax) is own
     assert len(ax.lines) == 2  # the diagonal and one curve
+
+
+# -- a holdout that runs past the data ------------------------------------------------------------
+
+
+def _cdnow_backtest(cutoff, horizon_days, **options):
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET TimeZone = 'UTC'")
+    return backtest(
+        users=table("users"), orders=ibis.memtable(load_cdnow(sample=True), schema=ORDERS.schema),
+        order_items=table("order_items"), events=table("events"), cutoff=cutoff, horizon_days=horizon_days,
+        settings=Settings(), engine="duckdb", execute=con.execute, **options,
+    )
+
+
+def test_a_horizon_past_the_last_day_is_cut_to_the_observed_days_and_says_so():
+    # CDNOW ends on 1998-06-30: from a 1998-04-01 cutoff, 90 of 120 days are observed. Before,
+    # the 30 missing days counted as days without purchases, without a word.
+    with pytest.warns(UserWarning) as caught:
+        result = _cdnow_backtest(dt.date(1998, 4, 1), 120, churn_horizon_days=60)
+    notes = [str(w.message) for w in caught if "past the last day" in str(w.message)]
+    assert notes == [
+        "the horizon runs 30 days past the last day in the data (1998-06-30): only 90 of 120 days are "
+        "observed, so the backtest covers those 90 days (1998-04-02 to 1998-06-30)"
+    ]  # the 60-day churn horizon is observed in full: no word about it
+    m = result.metrics
+    assert m["horizon_days"] == 90 and m["churn_horizon_days"] == 60
+    # actual: distinct purchase days in the 90 observed days, counted from the raw file
+    assert m["total_actual"] == holdout_days_from_the_raw_file("19980402", "19980630").sum()
+    # predicted: FHL (2005) eq. 10 over 90 days with the fitted parameters
+    buyers = result.per_user[result.per_user["is_buyer"]]
+    params = {k: m[f"param_{k}"] for k in ("r", "alpha", "a", "b")}
+    expected = _fhl_eq10(params, 90.0, *(buyers[c].to_numpy() for c in ("frequency", "recency", "T")))
+    assert m["total_predicted"] == pytest.approx(expected.sum(), rel=1e-8)
+
+
+def test_a_churn_horizon_past_the_last_day_is_cut_too():
+    with pytest.warns(UserWarning, match=r"the churn horizon runs 10 days past .* only 30 of 40 days"):
+        result = _cdnow_backtest(dt.date(1998, 5, 31), 30, churn_horizon_days=40)
+    assert result.metrics["horizon_days"] == 30 and result.metrics["churn_horizon_days"] == 30
+
+
+@pytest.mark.parametrize("cutoff", [dt.date(1998, 6, 30), dt.date(1999, 1, 1)])
+def test_a_cutoff_with_no_observed_day_after_it_is_refused(cutoff):
+    with pytest.raises(InputError, match=r"not before the last day in the data \(1998-06-30\)") as err:
+        _cdnow_backtest(cutoff, 90)
+    assert "--cutoff" in err.value.hint

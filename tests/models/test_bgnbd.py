@@ -112,6 +112,34 @@ def test_unconditional_expectation_equals_fhl_formula(fitted):
     np.testing.assert_allclose(fitted.expected_purchases_new(t), expected, rtol=1e-10)
 
 
+def test_a_customer_who_bought_first_now_gets_the_unconditional_expectation(fitted):
+    # T = 0 (first purchase on the as-of day): nothing is known beyond the first purchase, so
+    # E[X(T, T+t] | 0, 0, 0] is FHL (2005) eq. 7 and P(alive) = 1. Before: InputError "T[0] = 0.0".
+    r, alpha, a, b = (fitted.params_[k] for k in ("r", "alpha", "a", "b"))
+    t = np.array([0.5, 10.0, 39.0, 78.0])
+    eq7 = (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))
+    zero = np.zeros_like(t)
+    np.testing.assert_allclose(fitted.expected_purchases(t, zero, zero, zero), eq7, rtol=1e-10)
+    np.testing.assert_array_equal(fitted.probability_alive([0, 2], [0, 5.0], [0, 10.0])[:1], [1.0])
+
+
+def test_customers_with_T_zero_carry_no_likelihood_and_leave_the_fit_unchanged(cdnow, fitted):
+    # L(0, 0, 0) = G(r) alpha^r / (G(r) alpha^r) B(a, b) / B(a, b) = 1 (FHL 2005 eq. 6) whatever the parameters
+    for params in ({"r": 0.3, "alpha": 5.0, "a": 0.8, "b": 2.4}, {"r": 4.0, "alpha": 0.2, "a": 9.0, "b": 0.1}):
+        model = BetaGeo()
+        model.params_ = params
+        assert model.log_likelihood([0], [0], [0])[0] == pytest.approx(0.0, abs=1e-12)
+    n = 50
+    x = np.r_[cdnow["frequency"], np.zeros(n)]
+    t_x = np.r_[cdnow["recency"], np.zeros(n)]
+    T = np.r_[cdnow["T"], np.zeros(n)]
+    with_new = BetaGeo().fit(x, t_x, T)
+    assert with_new.params_ == fitted.params_  # the very same rows are fitted
+    assert with_new.n_customers_ == len(cdnow) + n
+    with pytest.raises(InputError, match="every customer has T = 0"):
+        BetaGeo().fit([0, 0], [0, 0], [0, 0])
+
+
 def test_probability_alive_is_one_without_repeat_purchases(fitted):
     # BG/NBD: dropout can only happen right after a repeat purchase (FHL 2005, assumption iv).
     np.testing.assert_array_equal(fitted.probability_alive([0, 0], [0, 0], [1.0, 38.86]), [1.0, 1.0])
@@ -239,7 +267,8 @@ def test_recovers_parameters_from_simulation(seed):
         ([1, 2, 3], [1.0, 3.0], [10.0, 40.0, 5.0], "same length; got 3, 2 and 3"),
         ([1, 2], [1.0, 3.0], [10.0, np.nan], "T[1] = nan"),
         ([0, 2], [3.0, 3.0], [10.0, 40.0], "recency[0] = 3.0"),
-        ([1, 2], [1.0, 3.0], [0.0, 40.0], "T[0] = 0.0"),
+        ([1, 2], [1.0, 3.0], [-1.0, 40.0], "T[0] = -1.0"),
+        ([1, 2], [0.0, 3.0], [0.0, 40.0], "frequency[0] = 1.0; expected 0 for a customer with T = 0"),
         ([1, 2], [-1.0, 3.0], [10.0, 40.0], "recency[0] = -1.0"),
         (["1", "2"], [1.0, 3.0], [10.0, 40.0], "frequency must be numeric"),
     ],

@@ -289,3 +289,79 @@ def test_reasons_count_forms_and_an_unknown_language(two_driver_model):
     assert "0 orders (+" in model.reasons(many)[0] and "0 笔订单（+" in model.reasons(many, lang="zh")[0]
     with pytest.raises(InputError, match="lang = 'fr'; expected one of 'zh', 'en'"):
         model.reasons(users, lang="fr")
+
+
+# -- each reason once, and a reason for everyone at risk ---------------------------------------------
+
+def test_features_that_read_the_same_are_one_reason_weighed_together():
+    # A missing average order and a missing recency both read "no purchase yet". Here each is
+    # also missing, alone, for some buyers, so only both together mark a never-buyer, and the
+    # classifier needs both. Before: "no purchase yet (+0.xx); no purchase yet (+0.yy)", each
+    # measured with the other still missing; now one reason, measured with both at the median.
+    rng = np.random.default_rng(11)
+    frame = _synthetic_features(3000, seed=11)
+    never = rng.random(len(frame)) < 0.3
+    gap = rng.random(len(frame))
+    frame.loc[never | (gap < 0.2), "aov"] = np.nan
+    frame.loc[never | (gap > 0.8), "recency_days"] = np.nan
+    churned = (frame["inactive_days"] > 60) & never
+    model = ChurnModel(random_state=0).fit(frame, churned)
+    user = pd.DataFrame([model.medians_], index=["never_bought"])
+    user["inactive_days"] = 120.0
+    user[["aov", "recency_days"]] = np.nan
+    risk = model.predict_proba(user)[0]
+    median = {c: model.medians_[c] for c in ("aov", "recency_days", "inactive_days")}
+    joint = risk - model.predict_proba(user.assign(aov=median["aov"], recency_days=median["recency_days"]))[0]
+    inactive = risk - model.predict_proba(user.assign(inactive_days=median["inactive_days"]))[0]
+    single = [risk - model.predict_proba(user.assign(**{c: median[c]}))[0] for c in ("aov", "recency_days")]
+    assert joint > 0.5 and inactive > 0.5 and min(single) > 0.005  # each alone would be a reason
+    first, second = sorted([(joint, "no purchase yet"), (inactive, "inactive 120 days")], key=lambda p: -p[0])
+    want = f"{first[1]} (+{first[0]:.2f}); {second[1]} (+{second[0]:.2f})"
+    assert model.reasons(user, top=3) == [want]
+    zh = model.reasons(user, top=3, lang="zh")[0]
+    assert zh.count("尚未购买") == 1 and zh.count("已 120 天未活跃") == 1
+
+
+def test_a_user_at_risk_whom_no_single_feature_explains_still_gets_a_reason(two_driver_model, monkeypatch):
+    # the rule by hand: no feature lowers the risk by more than 0.005 when set to the median;
+    # above the training churn rate that is said in words, at or below it nothing is said
+    model, users = two_driver_model
+    base = model.churn_rate_
+    k = len(model.feature_names_)
+    monkeypatch.setattr(model, "_perturbed", lambda X, groups: (
+        np.array([0.93, base]), np.full((2, k), 0.004), np.zeros((2, len(groups)))))
+    pct = f"{0.93:.0%}", f"{base:.0%}"
+    assert model.reasons(users) == [
+        f"risk {pct[0]}, above the average {pct[1]}, with no single feature standing out", ""]
+    assert model.reasons(users, lang="zh") == [f"流失风险 {pct[0]}，高于平均的 {pct[1]}，无单一突出因素", ""]
+
+
+def test_zero_days_read_as_today(two_driver_model):
+    model, users = two_driver_model
+    from userstrata.models.churn import _describe
+
+    assert _describe("recency_days", 0.0, 0.1, "en") == "last purchase today (+0.10)"
+    assert _describe("inactive_days", 0.0, 0.1, "zh") == "今天有活跃（+0.10）"
+    assert _describe("tenure_days", 0.0, 0.1, "en") == "first seen today (+0.10)"
+    assert _describe("orders", 0.0, 0.1, "en") == "0 orders (+0.10)"
+
+
+def test_on_a_simulated_shop_reasons_are_unique_and_nobody_at_risk_goes_without(tmp_path):
+    from userstrata.models.predict import churn_model_at
+    from userstrata.workspace import Workspace
+
+    paths = simulate_shop(1000, tmp_path / "shop", seed=7)
+    with Workspace.open(":memory:") as ws:
+        for name in ("users", "orders", "order_items", "events"):
+            ws.load(name, paths[name])
+        as_of = ws.latest_date()
+        out = ws.predict(as_of, horizon_days=90)
+        tables = {name: ws.table(name) for name in ("users", "orders", "order_items", "events")}
+        base = churn_model_at(tables, as_of=as_of, horizon_days=90, settings=ws.settings,
+                              engine=ws.store.engine, execute=ws.store.con.execute).churn_rate_
+    reasons = out["churn_reasons"].map(lambda s: [r.rsplit(" (+", 1)[0] for r in s.split("; ")] if s else [])
+    duplicated = reasons.map(lambda r: len(r) != len(set(r)))
+    assert not duplicated.any(), out.loc[duplicated, "churn_reasons"].head().tolist()
+    at_risk = out["churn_probability"] > base
+    assert at_risk.sum() > 100
+    assert (reasons[at_risk].map(len) >= 1).all(), out.loc[at_risk & (reasons.map(len) == 0)].head()

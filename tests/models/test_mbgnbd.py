@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import integrate
 from scipy.optimize import approx_fprime
-from scipy.special import betaln, gammaln
+from scipy.special import betaln, gammaln, hyp2f1
 from scipy.stats import beta as beta_dist
 
 from userstrata.errors import NotFittedError
@@ -109,6 +109,20 @@ def test_unconditional_expectation_equals_integral_definition(model):
             lambda p: (1 - p) / p * (1 - (alpha / (alpha + p * t)) ** r) * prior(p), 0, 1, epsabs=0, epsrel=1e-12
         )[0]
         assert model.expected_purchases_new(t)[0] == pytest.approx(expected, rel=1e-8)
+
+
+def test_a_customer_who_bought_first_now_gets_the_unconditional_expectation(model):
+    # T = 0: E[X(T, T+t] | 0, 0, 0] is a new customer's E[X(t)] = b/(a-1) [1 - (alpha/(alpha+t))^r
+    # 2F1(r, b+1; a+b; t/(alpha+t))] (Batislam et al. 2007), and P(alive) = b/(a+b): the coin
+    # tossed right after the first purchase already fell. Before: InputError "T[0] = 0.0".
+    r, alpha, a, b = PARAMS.values()
+    t = np.array([1.0, 39.0, 78.0])
+    closed = b / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b + 1, a + b, t / (alpha + t)))
+    zero = np.zeros_like(t)
+    np.testing.assert_allclose(model.expected_purchases(t, zero, zero, zero), closed, rtol=1e-10)
+    assert model.probability_alive(0, 0, 0)[0] == pytest.approx(b / (a + b), rel=1e-14)
+    # L(0, 0, 0) = B(a, b+1)/B(a, b) + B(a+1, b)/B(a, b) = b/(a+b) + a/(a+b) = 1: no information
+    assert model.log_likelihood([0], [0], [0])[0] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_pmf_sums_to_one_and_matches_the_mean(model):

@@ -158,6 +158,24 @@ def test_unconditional_expectation_by_hand_and_by_simulation(fitted):
     assert abs(x.mean() - expected) < 4 * x.std() / np.sqrt(len(x))
 
 
+def test_a_customer_who_bought_first_now_gets_the_unconditional_expectation(cdnow, fitted):
+    # T = 0: E[X(T, T+t] | 0, 0, 0] = r beta / (alpha (s-1)) [1 - (beta/(beta+t))^(s-1)] (FH 2005
+    # note, eq. 17) and P(alive) = 1. Before: InputError "T[0] = 0.0".
+    r, alpha, s, beta = (fitted.params_[k] for k in ("r", "alpha", "s", "beta"))
+    t = np.array([1.0, 39.0, 78.0])
+    eq17 = r * beta / (alpha * (s - 1)) * (1 - (beta / (beta + t)) ** (s - 1))
+    zero = np.zeros_like(t)
+    np.testing.assert_allclose(fitted.expected_purchases(t, zero, zero, zero), eq17, rtol=1e-12)
+    assert fitted.probability_alive(0, 0, 0)[0] == 1.0
+    # L(0, 0, 0) = C E = G(r) alpha^r beta^s / G(r) alpha^-r beta^-s = 1: no information, so the
+    # fit leaves such rows out and is the same with or without them
+    assert fitted.log_likelihood([0], [0], [0])[0] == pytest.approx(0.0, abs=1e-12)
+    n = 40
+    with_new = ParetoNBD().fit(np.r_[cdnow["frequency"], np.zeros(n)], np.r_[cdnow["recency"], np.zeros(n)],
+                               np.r_[cdnow["T"], np.zeros(n)])
+    assert with_new.params_ == fitted.params_
+
+
 def test_s_equal_one_is_the_continuous_limit():
     near, at = ParetoNBD(), ParetoNBD()
     near.params_ = {"r": 0.5, "alpha": 10.0, "s": 1.0 + 1e-7, "beta": 12.0}

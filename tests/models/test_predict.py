@@ -18,7 +18,7 @@ from userstrata.datasets import load_cdnow, simulate_shop
 from userstrata.errors import InputError
 from userstrata.features import btyd_summary
 from userstrata.features._time import Clock
-from userstrata.models.predict import PREDICTION_COLUMNS, predict
+from userstrata.models.predict import PREDICTION_COLUMNS, fit_purchase_model, predict
 from userstrata.schema import CANONICAL, ORDERS
 from userstrata.segments import build_profile
 
@@ -90,6 +90,22 @@ def test_never_buyers_have_no_btyd_predictions(predicted):
     assert never["churn_probability"].notna().all()
 
 
+def test_buyers_whose_first_purchase_is_today_get_a_new_customers_expectation(shop, predicted):
+    # T = 0 whole days: before, T was set to half a day; now the model takes T = 0, where the
+    # conditional expectation is the unconditional E[X(t)] of FHL (2005) eq. 7 and P(alive) = 1
+    out, _ = predicted
+    summary = _con().execute(btyd_summary(shop["orders"], as_of=AS_OF, clock=Clock())).set_index("user_id")
+    new = summary.index[summary["T"] == 0]
+    assert len(new) >= 3 and (summary.loc[new, "frequency"] == 0).all()
+    fitted = fit_purchase_model(summary.astype({c: float for c in ("frequency", "recency", "T")}))
+    r, alpha, a, b = (fitted.params_[k] for k in ("r", "alpha", "a", "b"))
+    t = float(HORIZON)
+    eq7 = (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))
+    got = out.set_index("user_id").loc[new]
+    np.testing.assert_allclose(got["expected_purchases"], eq7, rtol=1e-10)
+    assert (got["p_alive"] == 1.0).all()
+
+
 def test_pareto_and_mbgnbd_run(shop):
     con = _con()
     for model in ("pareto", "mbgnbd"):
@@ -118,6 +134,48 @@ def test_few_repeat_buyers_fall_back_to_mean_spend_with_a_warning(shop, monkeypa
     assert (buyers["clv"] > 0).all()
 
 
+def cli_options(command: str) -> set[str]:
+    """The option names (``--as-of`` ...) the CLI command accepts, from its Typer definition."""
+    import typer
+
+    from userstrata.cli import app
+
+    return {opt for param in typer.main.get_command(app).commands[command].params for opt in param.opts}
+
+
+def _advice_texts() -> list[str]:
+    """The literal text of every warning and every error hint raised in ``userstrata.models``."""
+    import ast
+
+    import userstrata.models
+
+    texts = []
+    for path in Path(userstrata.models.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            parts = []
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "warn" and node.args:
+                parts.append(node.args[0])
+            parts += [k.value for k in node.keywords if k.arg == "hint"]
+            for part in parts:
+                texts.append("".join(c.value for c in ast.walk(part) if isinstance(c, ast.Constant)
+                                     and isinstance(c.value, str)))
+    return texts
+
+
+def test_every_option_a_warning_or_hint_names_exists():
+    # Before: "try a small penalizer" after a failed fit, though neither `userstrata predict` nor
+    # `backtest` nor Workspace.predict takes one (and on the degenerate fits here an L2 penalty
+    # only moves the parameters to the other edge of the search box)
+    texts = _advice_texts()
+    assert len(texts) > 10 and any("did not converge" in t for t in texts)
+    accepted = cli_options("predict") | cli_options("backtest")
+    for text in texts:
+        assert set(re.findall(r"--[a-z][a-z-]*", text)) <= accepted, text
+        assert "penalizer" not in text or "--penalizer" in accepted, text
+
+
 # what numpy says when arithmetic hits a boundary: predict must say it in words instead
 NUMPY_WARNINGS = r"encountered in|covariance is not symmetric positive"
 
@@ -137,7 +195,11 @@ def test_a_degenerate_fit_warns_in_words_and_leaks_no_numpy_warning(comebacks):
                       execute=_con().execute)
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if re.search(NUMPY_WARNINGS, m)]
-    assert any(re.search(r"the bgnbd fit as of 2024-06-30 is degenerate \(r=", m) for m in messages)
+    degenerate = [m for m in messages if re.search(r"the bgnbd fit as of 2024-06-30 is degenerate \(r=", m)]
+    assert len(degenerate) == 1
+    # its advice can be followed: every option it names is one `userstrata predict` accepts
+    named = re.findall(r"--[a-z][a-z-]*", degenerate[0])
+    assert named and set(named) <= cli_options("predict"), named
     assert len(out) == 30
     numbers = out.drop(columns=["user_id", "churn_reasons"])
     assert not np.isinf(numbers.to_numpy(dtype=float)).any()  # a number, or NaN said so

@@ -92,4 +92,5 @@ def backtest(
     out.mkdir(parents=True, exist_ok=True)
     result.per_user.to_csv(out / "per_user.csv", index=False)
     result.by_frequency.to_csv(out / "by_frequency.csv", index=False)
-    print_backtest(result, f"backtest: cutoff {day}, horizon {days} days, model {model}")
+    # the horizon actually scored: cut to the days in the data, with a warning, when it ran past them
+    print_backtest(result, f"backtest: cutoff {day}, horizon {result.metrics['horizon_days']:.0f} days, model {model}")

@@ -99,7 +99,8 @@ def check_btyd_arrays(frequency, recency, T, weights=None):
         Time of the last repeat purchase, measured from the first purchase (0 when
         ``frequency`` is 0).
     T
-        Time from the first purchase to the end of the observation period (> 0).
+        Time from the first purchase to the end of the observation period (>= 0; 0 for a
+        customer whose first purchase falls at the end of it, who then has frequency 0).
     weights
         Optional non-negative weight per customer (e.g. how many customers a row stands for).
 
@@ -126,7 +127,7 @@ def check_btyd_arrays(frequency, recency, T, weights=None):
     _check_frequency(x)
     _check_finite("recency", t_x)
     _check_finite("T", T_)
-    _first_bad("T", T_, T_ <= 0, "an observation period T > 0")
+    _first_bad("T", T_, T_ < 0, "an observation period T >= 0")
     _first_bad("recency", t_x, t_x < 0, "a recency >= 0 (time of the last repeat purchase)")
     over = t_x > T_ * (1 + _RECENCY_RTOL) + _RECENCY_ATOL
     if over.any():
@@ -137,6 +138,9 @@ def check_btyd_arrays(frequency, recency, T, weights=None):
         )
     _first_bad(
         "recency", t_x, (x == 0) & (t_x != 0), "recency 0 for a customer with frequency 0 (no repeat purchases)"
+    )
+    _first_bad(
+        "frequency", x, (T_ == 0) & (x > 0), "0 for a customer with T = 0 (no time yet for a repeat purchase)"
     )
     if (t_x > T_).any():  # only float noise is left (checked above): clip so formulas see t_x <= T
         t_x = np.minimum(t_x, T_)
@@ -401,8 +405,8 @@ def maximize_loglik(
     if not converged:
         warnings.warn(
             f"{model_name} fit did not converge (max |gradient| {np.max(np.abs(grad)):.2e}; {message}); "
-            "the data may not pin down the parameters (few customers, little variation); "
-            "try a small penalizer",
+            "the data may not pin down the parameters (few customers, little variation): "
+            "more customers or a longer history help",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -531,6 +535,12 @@ class PurchaseModel(_MLEModel):
         weights
             Optional non-negative weight per row (e.g. the number of customers it stands for).
 
+        Customers with ``T = 0`` (first purchase at the end of the observation period) are
+        accepted and left out of the fit: their history ``(0, 0, 0)`` has likelihood 1 under
+        every model here, whatever the parameters (BG/NBD: ``alpha^r / alpha^r``; MBG/NBD:
+        ``b/(a+b) + a/(a+b)``; Pareto/NBD: ``E = alpha^-r beta^-s`` and no death interval),
+        so they carry no information about the parameters.
+
         Returns
         -------
         self
@@ -538,6 +548,15 @@ class PurchaseModel(_MLEModel):
         penalizer = self._check_penalizer()
         x, t_x, T_, w = check_btyd_arrays(frequency, recency, T, weights)
         n = len(x)
+        informative = T_ > 0
+        if not informative.all():
+            x, t_x, T_ = x[informative], t_x[informative], T_[informative]
+            w = None if w is None else w[informative]
+            if len(x) == 0 or (w is not None and not w.sum() > 0):
+                raise InputError(
+                    "every customer has T = 0 (first purchase at the end of the period); "
+                    "expected at least one with T > 0 to fit on"
+                )
         (x, t_x, T_), w = compress_rows([x, t_x, T_], w)
         data = self._prepare(x, t_x, T_, w)
         total = float(w.sum())
@@ -561,7 +580,11 @@ class PurchaseModel(_MLEModel):
     # ------------------------------------------------------------------ predictions
 
     def expected_purchases(self, t, frequency, recency, T) -> np.ndarray:
-        """Expected purchases in ``(T, T + t]`` given each customer's history."""
+        """Expected purchases in ``(T, T + t]`` given each customer's history.
+
+        For ``(0, 0, 0)`` (a customer whose first purchase is now) this is
+        :meth:`expected_purchases_new` ``(t)``: nothing has been observed beyond the first purchase.
+        """
         theta = self._params_array()
         x, t_x, T_, _ = check_btyd_arrays(frequency, recency, T)
         t = check_horizon("t", t)

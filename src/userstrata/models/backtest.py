@@ -17,6 +17,7 @@ Two questions, each answered without leakage:
 from __future__ import annotations
 
 import datetime as dt_
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -36,7 +37,7 @@ from userstrata.models.next_purchase import probability_purchase_within
 from userstrata.models.plots import plot_calibration, plot_frequency_conditional
 from userstrata.models.predict import Execute, churn_inputs, churn_model_at, model_inputs
 
-__all__ = ["BacktestResult", "backtest", "holdout_purchase_days"]
+__all__ = ["BacktestResult", "backtest", "holdout_purchase_days", "last_data_day", "observed_horizons"]
 
 FREQUENCY_GROUPS = ("0", "1", "2", "3", "4", "5", "6", "7+")
 
@@ -59,6 +60,41 @@ def holdout_purchase_days(orders: ir.Table, *, cutoff: dt_.date, horizon_days: i
     p = purchases(orders, as_of=cutoff + dt_.timedelta(days=int(horizon_days)), clock=clock)
     p = p.filter(p.order_date > cutoff)
     return p.group_by("user_id").agg(purchase_days=p.order_date.nunique())
+
+
+def last_data_day(orders: ir.Table, events: ir.Table, *, clock: Clock, execute: Execute) -> dt_.date | None:
+    """The last local day with an order or an event (as ``Workspace.latest_date``); None without data."""
+    days = [t.select(day=clock.local_date(t.ts)) for t in (orders, events)]
+    found = execute(ibis.union(*days).aggregate(last_day=ibis._.day.max()))["last_day"].iloc[0]
+    return None if found is None or pd.isna(found) else pd.Timestamp(found).date()
+
+
+def observed_horizons(
+    cutoff: dt_.date, last_day: dt_.date | None, horizons: dict[str, int]
+) -> tuple[dict[str, int], list[str]]:
+    """Each horizon after ``cutoff`` cut at ``last_day``, and a sentence for each one cut.
+
+    A holdout day after the last day in the data would count as "no purchase": totals would
+    fall short and every user would look churned. So the backtest covers the observed days only.
+    Raises InputError when no day after ``cutoff`` is observed.
+    """
+    if last_day is None or cutoff >= last_day:
+        raise InputError(
+            f"cutoff {cutoff} is not before the last day in the data ({last_day or 'no orders or events'}): "
+            "no day of the holdout is observed",
+            hint="choose an earlier --cutoff, leaving the holdout after it in the data",
+        )
+    observed = (last_day - cutoff).days
+    out, notes = {}, []
+    for name, days in horizons.items():
+        out[name] = min(int(days), observed)
+        if days > observed:
+            notes.append(
+                f"the {name} runs {days - observed} days past the last day in the data ({last_day}): "
+                f"only {observed} of {days} days are observed, so the backtest covers those {observed} days "
+                f"({cutoff + dt_.timedelta(days=1)} to {last_day})"
+            )
+    return out, notes
 
 
 def _scores(prefix: str, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -111,7 +147,8 @@ def backtest(
     Returns
     -------
     BacktestResult
-        ``metrics``: ``n_buyers, total_predicted, total_actual, total_error_pct, mae, rmse``,
+        ``metrics``: ``n_buyers, horizon_days`` (the observed part, below), ``total_predicted,
+        total_actual, total_error_pct, mae, rmse``,
         the fitted parameters (``param_<name>``, time unit days), and for churn
         ``churn_horizon_days, churn_n, churn_rate`` and ``<who>_auc / _pr_auc / _brier`` for
         ``classifier`` (all profiled users) and, on the buyers (where BTYD applies),
@@ -121,6 +158,12 @@ def backtest(
         ``per_user``: one row per user profiled at ``cutoff``: ``user_id, is_buyer, frequency,
         recency, T`` (days), ``p_alive, predicted_purchases, actual_purchases,
         p_purchase_within, churned, churn_probability``.
+
+    A horizon that runs past the last day with an order or event is shortened to the days
+    that are observed, with a warning that says how many (those days would otherwise count
+    as days without purchases: totals too low, everyone churned); ``metrics["horizon_days"]``
+    and ``metrics["churn_horizon_days"]`` are the horizons used. With no observed day after
+    ``cutoff`` the backtest is refused (InputError).
     """
     if not (isinstance(horizon_days, (int, np.integer)) and horizon_days >= 1):
         raise InputError(f"horizon_days = {horizon_days!r}; expected a whole number of days >= 1")
@@ -128,6 +171,14 @@ def backtest(
     if not (isinstance(churn_h, (int, np.integer)) and churn_h >= 1):
         raise InputError(f"churn_horizon_days = {churn_horizon_days!r}; expected a whole number of days >= 1")
     clock = Clock(settings.timezone, engine)
+    horizons = {"horizon": int(horizon_days)}
+    if churn_horizon_days is not None:
+        horizons["churn horizon"] = int(churn_h)
+    cut, notes = observed_horizons(cutoff, last_data_day(orders, events, clock=clock, execute=execute), horizons)
+    horizon_days = cut["horizon"]
+    churn_h = cut.get("churn horizon", horizon_days)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
     tables = dict(users=users, orders=orders, order_items=order_items, events=events)
     calib = model_inputs(**tables, as_of=cutoff, settings=settings, engine=engine, execute=execute, model=model)
     fitted, summary = calib.purchase_model, calib.summary

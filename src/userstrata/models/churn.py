@@ -66,6 +66,8 @@ _MISSING_KEY = {
     "refund_rate": "churn.no_purchase",
     "category_share": "churn.no_items",
 }
+# counts of days whose 0 reads as "today" ("last purchase today", not "last purchase 0 days ago")
+_ZERO_FORMS = frozenset({"recency_days", "tenure_days", "inactive_days"})
 # below this, a feature's push towards churn is noise, not a reason worth showing
 _MIN_REASON_DELTA = 0.005
 # a feature needs this many observed (non-missing) values to be used
@@ -164,7 +166,9 @@ def _describe(feature: str, value: float, delta: float, lang: Lang) -> str:
         key = _MISSING_KEY.get(feature)
         text = label(key, lang) if key else label("churn.other_missing", lang).format(feature=feature)
     elif feature in _COUNTS:
-        text = label(f"churn.{feature}.{'one' if round(value) == 1 else 'other'}", lang).format(v=value)
+        n = round(value)
+        form = "zero" if n == 0 and feature in _ZERO_FORMS else "one" if n == 1 else "other"
+        text = label(f"churn.{feature}.{form}", lang).format(v=value)
     elif feature in CHURN_FEATURES:
         text = label(f"churn.{feature}", lang).format(v=value)
     else:  # a feature column the caller added: no phrase for it
@@ -306,6 +310,43 @@ class ChurnModel:
             return self.model_.predict_proba(X.to_numpy())[:, 1]
 
     # ------------------------------------------------------------------ reasons
+    def _missing_groups(self) -> list[list[int]]:
+        """Columns whose missing value reads the same (``_MISSING_KEY``), e.g. the seven that say
+        "no purchase yet": one reason, weighed by setting them to the median together."""
+        by_key: dict[str, list[int]] = {}
+        for j, name in enumerate(self.feature_names_):
+            if name in _MISSING_KEY:
+                by_key.setdefault(_MISSING_KEY[name], []).append(j)
+        return [cols for cols in by_key.values() if len(cols) > 1]
+
+    def _perturbed(self, X: np.ndarray, groups: list[list[int]]):
+        """P(churn) per row, the drop when each feature is set to its median, and the drop when
+        each group's *missing* members are set to their medians together."""
+        n, k = X.shape
+        medians = self.medians_[self.feature_names_].to_numpy()
+        copies = k + 1 + len(groups)
+        p0, delta, group_delta = np.empty(n), np.empty((n, k)), np.empty((n, len(groups)))
+        # The perturbed copies (plus the original) of a block of users are stacked and
+        # scored in one call: the trees' per-call overhead, not the rows, dominates small
+        # predicts (17 separate calls took 3.5 s for 4,000 users, one stacked call 0.3 s).
+        block = max(1, _CONTRIBUTION_CELLS // (copies * k))
+        for lo in range(0, n, block):
+            Xb = X[lo : lo + block]
+            m = len(Xb)
+            stacked = np.tile(Xb, (copies, 1))  # copy j+1 has feature j at the median
+            for j in range(k):
+                stacked[(j + 1) * m : (j + 2) * m, j] = medians[j]
+            for g, cols in enumerate(groups):
+                part = stacked[(k + 1 + g) * m : (k + 2 + g) * m]
+                for j in cols:
+                    part[:, j] = np.where(np.isnan(Xb[:, j]), medians[j], Xb[:, j])
+            with _threads(m):  # by users, not stacked rows: the copies are cheap to score
+                p = self.model_.predict_proba(stacked)[:, 1].reshape(copies, m)
+            p0[lo : lo + m] = p[0]
+            delta[lo : lo + m] = (p[0] - p[1 : k + 1]).T
+            group_delta[lo : lo + m] = (p[0] - p[k + 1 :]).T
+        return p0, delta, group_delta
+
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """Per user and feature: the drop in P(churn) when that feature is set to the training median.
 
@@ -317,23 +358,8 @@ class ChurnModel:
         """
         self._check_fitted()
         X = self._check_features(features).to_numpy()
-        n, k = X.shape
-        medians = self.medians_[self.feature_names_].to_numpy()
-        out = np.empty_like(X)
-        # The k perturbed copies (plus the original) of a block of users are stacked and
-        # scored in one call: the trees' per-call overhead, not the rows, dominates small
-        # predicts (17 separate calls took 3.5 s for 4,000 users, one stacked call 0.3 s).
-        block = max(1, _CONTRIBUTION_CELLS // ((k + 1) * k))
-        for lo in range(0, n, block):
-            Xb = X[lo : lo + block]
-            m = len(Xb)
-            stacked = np.tile(Xb, (k + 1, 1))  # copy j+1 has feature j at the median
-            for j in range(k):
-                stacked[(j + 1) * m : (j + 2) * m, j] = medians[j]
-            with _threads(m):  # by users, not stacked rows: the copies are cheap to score
-                p = self.model_.predict_proba(stacked)[:, 1].reshape(k + 1, m)
-            out[lo : lo + m] = (p[0] - p[1:]).T
-        return pd.DataFrame(out, index=features.index, columns=self.feature_names_)
+        _, delta, _ = self._perturbed(X, [])
+        return pd.DataFrame(delta, index=features.index, columns=self.feature_names_)
 
     def reasons(self, features: pd.DataFrame, top: int = 3, *, lang: Lang = "en") -> list[str]:
         """Up to ``top`` reasons per user, strongest first, in ``lang`` ("en" or "zh"):
@@ -341,23 +367,43 @@ class ChurnModel:
 
         The number in brackets is how much lower the user's churn probability would be with
         the median user's value (:meth:`contributions`). Only features that raise the user's
-        risk count; a user with none gets an empty string. Phrases come from ``i18n``.
+        risk by more than 0.005 count. Each reason appears once: features whose missing
+        value reads the same ("no purchase yet": no recency, average order, P(alive), RFM
+        scores...) are one reason, weighed by setting the missing ones to the median together
+        (one at a time, the others still missing, they barely move the risk). A user above
+        the training churn rate whose risk no feature explains alone gets a reason that says
+        so ("risk 93%, above the average 61%, with no single feature standing out"); one at or below
+        it with no reason gets an empty string. Phrases come from ``i18n``.
         """
         if not (isinstance(top, (int, np.integer)) and top >= 1):
             raise InputError(f"top = {top!r}; expected a whole number >= 1")
         check_lang(lang)
+        self._check_fitted()
         separator = label("churn.separator", lang)
-        delta = self.contributions(features).to_numpy()
         values = self._check_features(features).to_numpy()
-        order = np.argsort(-delta, axis=1, kind="stable")[:, :top]
+        groups = self._missing_groups()
+        p0, delta, group_delta = self._perturbed(values, groups)
+        # a group's missing members stand as one reason: the first carries the joint drop
+        for g, cols in enumerate(groups):
+            missing = np.isnan(values[:, cols])
+            first = missing & (np.cumsum(missing, axis=1) == 1)
+            sub = delta[:, cols]
+            sub[missing] = -np.inf
+            sub[first] = np.broadcast_to(group_delta[:, [g]], sub.shape)[first]
+            delta[:, cols] = sub
+        order = np.argsort(-delta, axis=1, kind="stable")
         names = self.feature_names_
         out = []
         for i, cols in enumerate(order):  # formatting strings is per user by nature
-            parts = [
-                _describe(names[j], float(values[i, j]), float(delta[i, j]), lang)
-                for j in cols
-                if delta[i, j] > _MIN_REASON_DELTA
-            ]
+            parts: list[str] = []
+            for j in cols:
+                if len(parts) == top or not delta[i, j] > _MIN_REASON_DELTA:
+                    break
+                text = _describe(names[j], float(values[i, j]), float(delta[i, j]), lang)
+                if text not in parts:  # never the same reason twice
+                    parts.append(text)
+            if not parts and p0[i] > self.churn_rate_:
+                parts.append(label("churn.above_average", lang).format(p=p0[i], base=self.churn_rate_))
             out.append(separator.join(parts))
         return out
 

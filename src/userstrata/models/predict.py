@@ -64,9 +64,6 @@ PREDICTION_COLUMNS = (
 MIN_BUYERS = 20
 # Gamma-Gamma has 3 parameters fitted on repeaters only; below this fall back to the mean spend.
 MIN_REPEATERS = 10
-# A buyer whose first purchase day is the as-of day has T = 0 whole days; they were observed
-# for part of that day, on average half of it, and the models need T > 0.
-MIN_T_DAYS = 0.5
 
 
 def _model_class(model: str) -> type[PurchaseModel]:
@@ -74,6 +71,11 @@ def _model_class(model: str) -> type[PurchaseModel]:
         return PURCHASE_MODELS[model]
     except KeyError:
         raise InputError(f"model = {model!r}; expected one of {sorted(PURCHASE_MODELS)}") from None
+
+
+def _with_hint(exc: UserstrataError) -> str:
+    """An error's message and, when it has one, its hint: a warning that passes an error on keeps both."""
+    return f"{exc}; {exc.hint}" if exc.hint else str(exc)
 
 
 def fit_purchase_model(summary: pd.DataFrame, model: Literal["bgnbd", "pareto", "mbgnbd"] = "bgnbd") -> PurchaseModel:
@@ -91,7 +93,6 @@ def _btyd_frame(orders: ir.Table, *, as_of: dt_.date, clock: Clock, execute: Exe
     summary = execute(btyd_summary(orders, as_of=as_of, clock=clock)).set_index("user_id")
     for col in ("frequency", "recency", "T"):
         summary[col] = summary[col].astype("float64")
-    summary["T"] = summary["T"].clip(lower=MIN_T_DAYS)
     summary["monetary_mean"] = summary["monetary_mean"].astype("float64")
     return summary.sort_index()
 
@@ -102,7 +103,7 @@ class ModelInputs:
 
     as_of: dt_.date
     profile: pd.DataFrame  # executed profile, indexed by user_id
-    summary: pd.DataFrame  # btyd_summary of the buyers, indexed by user_id (T clipped to MIN_T_DAYS)
+    summary: pd.DataFrame  # btyd_summary of the buyers, indexed by user_id (T = 0: first purchase on as_of)
     purchase_model: PurchaseModel | None  # None when it could not be fitted
     p_alive: pd.Series  # by profiled user_id; NaN for never-buyers (BTYD starts at the first purchase)
     features: pd.DataFrame  # churn features (churn.churn_features), by user_id
@@ -139,7 +140,7 @@ def model_inputs(
         try:
             fitted = fit_purchase_model(summary, model)
         except UserstrataError as exc:
-            warnings.warn(f"no BTYD predictions as of {as_of}: {exc}", stacklevel=2)
+            warnings.warn(f"no BTYD predictions as of {as_of}: {_with_hint(exc)}", stacklevel=2)
     if fitted is not None:
         alive = fitted.probability_alive(summary["frequency"], summary["recency"], summary["T"])
         p_alive = pd.Series(alive, index=summary.index).reindex(profile.index).rename("p_alive")
@@ -246,7 +247,8 @@ def churn_model_at(
         )
     except UserstrataError as exc:
         warnings.warn(
-            f"no churn probabilities: the classifier trains on {train_date} -> {as_of} and could not ({exc})",
+            f"no churn probabilities: the classifier trains on {train_date} -> {as_of} and could not "
+            f"({_with_hint(exc)})",
             stacklevel=3,
         )
         return None
@@ -335,7 +337,7 @@ def predict(
                 what.append(f"expected purchases are NaN for {unknown} of {len(expected)} buyers")
             warnings.warn(
                 f"the {model} fit as of {as_of} is degenerate ({params}): {'; '.join(what)}; "
-                "more history or buyers help",
+                "more history and buyers help: a later as-of date (CLI --as-of)",
                 stacklevel=2,
             )
         spend_model, spend, monetary = _spend(summary)
