@@ -39,7 +39,7 @@ TITLE = "订单导出 2024-01-01 至 2024-12-31"
 
 
 def _record(i: int) -> list:
-    ts = dt.datetime(2024, 1, 1) + dt.timedelta(minutes=7 * i)
+    ts = dt.datetime(2024, 1, 1) + dt.timedelta(minutes=(7 * i) % 525_600)  # within 2024: none in the future
     return [f"T{i:09d}", f"u{i % 50_000}", ts, round(10 + (i % 997) * 1.37, 2), "已付款", i % 5 + 1]
 
 
@@ -74,7 +74,7 @@ def make_items_csv(path: Path, rows: int) -> Path:
             order, line = 0, 0
             for i in range(rows):
                 lines_in_order = 1 + order % 4
-                ts = (dt.datetime(2024, 1, 1) + dt.timedelta(minutes=7 * order)).strftime("%Y-%m-%d %H:%M:%S")
+                ts = (dt.datetime(2024, 1, 1) + dt.timedelta(minutes=(7 * order) % 525_600)).strftime("%Y-%m-%d %H:%M:%S")
                 price = round(5 + (i % 211) * 1.3, 2)
                 qty = 1 + i % 3
                 writer.writerow([f"T{order:09d}", f"u{order % 50_000}", ts, "交易成功", f"S{i % 500}",
