@@ -647,6 +647,11 @@ def _decide(raw, spec: TableSpec, rows: str, staging: _Staging) -> tuple[str, st
         """)
     out = staging.table(f"decided_{spec.name}")
     table = ident(spec.name)
+    if raw.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)").fetchone()[0] == 0:
+        # the first load into a table: every row is new (no join, no second pass)
+        raw.execute(f"CREATE TABLE {out} AS SELECT {', '.join(keys)}, _row, 'update' AS _decision FROM {source} LIMIT 0")
+        new = raw.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+        return out, source, {"inserted": new, "updated": 0, "unchanged": 0}
     raw.execute(f"""
         CREATE TABLE {out} AS
         SELECT {', '.join('s.' + k for k in keys)}, s._row,
