@@ -27,9 +27,11 @@ AS_OF = dt.date(2024, 6, 30)  # the simulator's default end
 SQL_RFM = """
 WITH p AS (
     -- Asia/Shanghai is UTC+8 (no DST since 1991): the fastest correct local day
-    SELECT user_id, amount - CASE WHEN refunded_at IS NULL OR CAST(refunded_at + INTERVAL 8 HOUR AS DATE) <= DATE '{as_of}'
+    -- the simulator writes UTC instants (timestamptz): timezone('UTC', x) is their naive UTC time
+    SELECT user_id, amount - CASE WHEN refunded_at IS NULL
+                                       OR CAST(timezone('UTC', refunded_at) + INTERVAL 8 HOUR AS DATE) <= DATE '{as_of}'
                                   THEN coalesce(refund_amount, 0) ELSE 0 END AS net,
-           CAST(ts + INTERVAL 8 HOUR AS DATE) AS d
+           CAST(timezone('UTC', ts) + INTERVAL 8 HOUR AS DATE) AS d
     FROM read_parquet('{orders}')
     WHERE lower(status) NOT IN ('cancelled', 'canceled', 'failed', 'pending', 'unpaid', 'closed')
 ), u AS (
@@ -98,6 +100,7 @@ def run_pandas(data: Path, repeat: int) -> tuple[float, int]:
     import pandas as pd
 
     orders = pd.read_parquet(data / "orders.parquet", columns=["user_id", "ts", "amount", "refund_amount", "status"])
+    orders["ts"] = orders.ts.dt.tz_convert(None)  # UTC instants -> naive UTC
 
     def go() -> int:
         o = orders[~orders.status.str.lower().isin(["cancelled", "canceled", "failed", "pending", "unpaid", "closed"])]
@@ -119,7 +122,7 @@ def run_lifetimes(data: Path, repeat: int) -> tuple[float, int]:
     from lifetimes.utils import summary_data_from_transaction_data
 
     orders = pd.read_parquet(data / "orders.parquet", columns=["user_id", "ts", "amount"])
-    orders["ts"] = orders.ts + pd.Timedelta(hours=8)  # local days, as userstrata counts them
+    orders["ts"] = orders.ts.dt.tz_convert(None) + pd.Timedelta(hours=8)  # local days, as userstrata counts them
 
     def go() -> int:
         return len(summary_data_from_transaction_data(
