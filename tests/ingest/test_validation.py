@@ -269,7 +269,7 @@ def test_blank_rows_are_skipped_not_counted(store, tmp_path):
     path = write_csv(tmp_path / "orders.csv", HEADER, [["A1", "u1", "2024-06-30", "1"], ["", "", " ", ""]])
     report = load_file(store, "orders", path)
     assert (report.rows_read, report.rows_inserted) == (1, 1)
-    assert any("skipped 1 rows with every cell empty" in w for w in report.warnings)
+    assert any("skipped 1 row with every cell empty" in w for w in report.warnings)
 
 
 def test_empty_workbook_and_unknown_encoding(store, tmp_path):

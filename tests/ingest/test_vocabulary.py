@@ -66,7 +66,7 @@ def test_unknown_status_is_reported_and_never_counted(store, tmp_path):
     assert (report.rows_inserted, report.rows_rejected) == (1, 4)
     assert [r[0] for r in rows(store, "orders")] == ["O1"]
     warning = next(w for w in report.warnings if "unknown status values" in w)
-    assert "交易挂起 (3 rows), 拼团中 (1 rows)" in warning and "[ingest.status_map]" in warning
+    assert "交易挂起 (3 rows), 拼团中 (1 row)" in warning and "[ingest.status_map]" in warning
     reasons = list_rejects(store)
     assert set(reasons.column_name) == {"status"}
     assert reasons.reason_zh.iloc[0].startswith("status '交易挂起' 不是已知的订单状态")
@@ -123,7 +123,7 @@ def test_a_load_whose_event_names_match_nothing_says_so(store, tmp_path):
     assert "none of the event names is a known event" in warning and "看直播间 (2 rows)" in warning
     mixed = load_file(store, "events", write_csv(tmp_path / "mixed.csv", EVENTS, [["u1", "2024-06-01", "分享"],
                                                                                   ["u1", "2024-06-01", "拆盲盒"]]))
-    assert any("kept as they are" in w and "拆盲盒 (1 rows)" in w for w in mixed.warnings)
+    assert any("kept as they are" in w and "拆盲盒 (1 row)" in w for w in mixed.warnings)
 
 
 def test_event_map_in_settings(tmp_path):

@@ -43,6 +43,10 @@ from userstrata.schema import CANONICAL, EVENT_NAMES, LOAD_ID, ORDER_ITEMS, ORDE
 Progress = Callable[[int], None]
 
 
+def _rows(n: int) -> str:
+    return f"{n:,} row" if n == 1 else f"{n:,} rows"
+
+
 class _Messages(list):
     """Warnings or notes, each in English and Chinese (the reader's own are English only)."""
 
@@ -353,11 +357,11 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
         what = ("no records", "没有记录") if reader.names is None else ("a header but no data rows", "只有表头，没有数据行")
         warnings.add(f"{display} has {what[0]}; nothing was loaded", f"{display} {what[1]}；未导入任何数据")
     if totals["blank"]:
-        warnings.add(f"{display}: skipped {totals['blank']} rows with every cell empty",
+        warnings.add(f"{display}: skipped {_rows(totals['blank'])} with every cell empty",
                      f"{display}：跳过 {totals['blank']} 个空行")
     if totals["rejected"]:
         warnings.add(
-            f"{display}: {totals['rejected']:,} rows rejected; see them with `userstrata rejects --load {load_id}`",
+            f"{display}: {_rows(totals['rejected'])} rejected; see them with `userstrata rejects --load {load_id}`",
             f"{display}：拒绝 {totals['rejected']:,} 行；用 `userstrata rejects --load {load_id} --lang zh` 查看原因",
         )
     return LoadReport(
@@ -712,7 +716,7 @@ def _vocabulary_warnings(raw, spec: TableSpec, staging: _Staging, out: _Messages
             "GROUP BY value ORDER BY n DESC, value"
         ).fetchall()
         if unknown:
-            listed = ", ".join(f"{v} ({n:,} rows)" for v, n in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            listed = ", ".join(f"{v} ({_rows(n)})" for v, n in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
             listed_zh = "、".join(f"{v}（{n:,} 行）" for v, n in unknown[:10]) + ("……" if len(unknown) > 10 else "")
             out.add(f"{display}: unknown status values: {listed}; these rows were rejected, not counted as "
                     "purchases: map them in [ingest.status_map] of userstrata.toml and load the file again",
@@ -724,7 +728,7 @@ def _vocabulary_warnings(raw, spec: TableSpec, staging: _Staging, out: _Messages
         ).fetchall()
         unknown = [(e, n) for e, n in names if e not in EVENT_NAMES]
         if unknown:
-            listed = ", ".join(f"{e} ({n:,} rows)" for e, n in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            listed = ", ".join(f"{e} ({_rows(n)})" for e, n in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
             listed_zh = "、".join(f"{e}（{n:,} 行）" for e, n in unknown[:10]) + ("……" if len(unknown) > 10 else "")
             if len(unknown) == len(names):
                 out.add(f"{display}: none of the event names is a known event: {listed}; interaction depth "

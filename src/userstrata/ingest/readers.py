@@ -543,7 +543,8 @@ class CsvReader:
         yield from self._python_pieces(skip=emitted)
         if self.short_rows:
             self.warnings.append((
-                f"{self.display}: {self.short_rows} rows had fewer fields than the header; "
+                f"{self.display}: {self.short_rows} {'row' if self.short_rows == 1 else 'rows'} had fewer fields "
+                "than the header; "
                 "the missing fields were read as empty",
                 f"{self.display}：{self.short_rows} 行的字段少于表头，缺少的字段按空值读取",
             ))
