@@ -84,7 +84,9 @@ def demo(
             ws.store.save_profiles(frame, as_of)
             export.write_table(frame, path, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             progress.advance(task)
-        line(f"[bold]{data}[/]: {len(frame):,} users profiled as of {as_of}")
+        profiled = f"截至 {as_of} 共 {len(frame):,} 位用户完成画像" if lang_ == "zh" else \
+            f"{len(frame):,} users profiled as of {as_of}"
+        line(f"[bold]{data}[/]: {profiled}")
         print_summary(ws, frame, lang_)
     print_predictions(frame, horizon, lang_)
     line(f"{i18n.label('profile_written', lang_)}: [bold]{escape(str(path))}[/]  (workspace: {escape(str(db))})")
