@@ -379,7 +379,7 @@ def test_env_var_names_the_workspace(tmp_path, ws):
         (["profile", "--lang", "fr"], "error: --lang 'fr' is not supported"),
         (["load", "payments", "x.csv"], "error: unknown table 'payments'"),
         (["load", "orders", "x.csv", "--map", "order_id"], "error: --map 'order_id' must look like canonical=source"),
-        (["predict", "--model", "arima"], "error: --model 'arima': use one of bgnbd, pareto, mbgnbd"),
+        (["predict", "--model", "arima"], "error: --model 'arima': use one of auto, bgnbd, pareto, mbgnbd"),
         (["backtest", "--cutoff", "2024-01-01", "--activity", "login"], "error: --activity 'login'"),
         (["predict", "--horizon", "3m"], "error: --horizon '3m': expected days or weeks such as 90d or 39w"),
         (["unload", "nope"], "error: "),
@@ -460,8 +460,12 @@ def test_predict_writes_predictions_into_the_profile(tmp_path, cdnow):
     for col in ("p_alive", "expected_purchases", "expected_spend", "clv", "clv_low", "clv_high",
                 "churn_probability", "churn_reasons", "next_purchase_days"):
         assert col in frame.columns
-    # P(alive) of a customer without repeat purchases is 1 under BG/NBD (FHL 2005, eq. 11 with x=0)
-    assert (frame.loc[frame.frequency == 0, "p_alive"] == 1).all()
+    # auto chose a model and says which and why, by BIC
+    chosen = re.search(r"Purchase model: auto chose (BG/NBD|MBG/NBD|Pareto/NBD): lowest BIC", result.stdout)
+    assert chosen, result.stdout
+    if chosen.group(1) == "BG/NBD":  # eq. 11 of FHL (2005) with x = 0
+        assert (frame.loc[frame.frequency == 0, "p_alive"] == 1).all()
+    assert frame.loc[frame.frequency >= 0, "p_alive"].between(0, 1).all()
     assert (frame.clv_low <= frame.clv + 1e-9).all() and (frame.clv <= frame.clv_high + 1e-9).all()
     # the churn classifier needs history before as_of - horizon (1996-12-31): none, so a warning
     assert lines_starting(result.stderr, "warning:")
@@ -498,3 +502,44 @@ def test_backtest_reports_accuracy_and_plots(tmp_path, cdnow):
     assert len(pngs) >= 2 and all(p.stat().st_size > 1000 for p in pngs)
     per_user = pd.read_csv(out / "per_user.csv")
     assert len(per_user) == 2357
+
+
+# -- the predictions summary -------------------------------------------------------------------
+
+
+def _predictions_frame() -> pd.DataFrame:
+    nan = float("nan")
+    rows = [  # tier, P(buy in horizon), churn, expected purchases, CLV
+        ("co_builder", 0.9, 0.1, 3.0, 300.0), ("co_builder", 0.7, 0.3, 2.0, 100.0),
+        ("regular", 0.5, 0.5, 1.0, 50.0),
+        ("explorer", nan, 0.95, nan, nan), ("explorer", nan, 0.85, nan, nan),  # never bought
+    ]
+    return pd.DataFrame(rows, columns=["tier", "next_purchase_within_horizon", "churn_probability",
+                                       "expected_purchases", "clv"])
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_predictions_summary_reads_right_at_80_columns(monkeypatch, lang):
+    from rich.cells import cell_len
+    from rich.console import Console
+
+    from userstrata.cli import output
+
+    console = Console(width=80, record=True, force_terminal=False, color_system=None)
+    monkeypatch.setattr(output, "console", console)
+    output.print_predictions(_predictions_frame(), 90, lang)
+    text = console.export_text()
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in text.splitlines() if line.startswith("│")}
+    # every header whole, nothing cut short (Chinese characters are two columns wide)
+    for key in ("mean_p_purchase", "mean_churn_short", "total_expected_purchases", "total_clv"):
+        assert all(part in text for part in label(key, lang).split("\n")), (label(key, lang), text)
+    table = [line for line in text.splitlines() if line[:1] in "┏┃┡│├└"]
+    assert "…" not in text and max(cell_len(line) for line in table) <= 80  # the note after it may wrap
+    # means are means, totals are totals; a tier with nothing to show says n/a, never 0
+    assert rows[label("co_builder", lang)] == ["2", "0.80", "0.20", "5", "400"]
+    assert rows[label("explorer", lang)] == ["2", "n/a", "0.90", "n/a", "n/a"]
+    assert rows[label("all_tiers", lang)] == ["5", "0.70", "0.54", "6", "450"]
+    # P(alive) is gone from the summary: under BG/NBD a one-time buyer is alive by definition
+    assert label("mean_p_alive", lang) not in text
+    assert ("均值" in text and "合计" in text) if lang == "zh" else ("Mean" in text and "Total" in text)

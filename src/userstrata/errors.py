@@ -25,3 +25,15 @@ class NotFoundError(UserstrataError):
 
 class NotFittedError(UserstrataError, AttributeError):
     code = "not_fitted"
+
+
+class Notice(UserWarning):
+    """A warning an operator reads, in English and Chinese: ``str()`` is the English text,
+    ``text(lang)`` either one (the CLI shows the one of ``--lang``)."""
+
+    def __init__(self, en: str, zh: str):
+        super().__init__(en)
+        self.en, self.zh = en, zh
+
+    def text(self, lang: str = "en") -> str:
+        return self.zh if lang == "zh" else self.en

@@ -45,6 +45,20 @@ _LABELS: dict[str, dict[str, str]] = {
     "profile_written": {"zh": "用户画像已写入", "en": "Profile written to"},
     "predictions_title": {"zh": "未来 {days} 天预测（按价值层级）", "en": "Predictions for the next {days} days, by tier"},
     "mean_p_alive": {"zh": "平均存活概率", "en": "Mean P(alive)"},
+    # the predictions summary's headers: English ones on two lines, so that six columns fit 80
+    "mean_p_purchase": {"zh": "购买概率均值", "en": "Mean\nP(buy)"},
+    "mean_churn_short": {"zh": "流失概率均值", "en": "Mean\nP(churn)"},
+    "total_expected_purchases": {"zh": "预计购买合计", "en": "Total\npurchases"},
+    "total_clv": {"zh": "CLV 合计", "en": "Total\nCLV"},
+    "all_tiers": {"zh": "全部", "en": "All"},
+    "predictions_note": {
+        "zh": "均值：层级内每位用户的平均；合计：层级内的总和。购买概率 = 未来 {days} 天内至少购买一次的概率"
+              "（仅购买过的用户）；流失概率 = 未来 {days} 天内不再购买的概率。n/a：无法估计。",
+        "en": "Mean: average over the tier's users; Total: sum over the tier. P(buy) = probability of at least one "
+              "purchase in the next {days} days (buyers only); P(churn) = probability of no purchase in the next "
+              "{days} days. n/a: not available.",
+    },
+    "purchase_model": {"zh": "购买模型", "en": "Purchase model"},
     "expected_purchases": {"zh": "预计购买次数", "en": "Expected purchases"},
     "clv": {"zh": "客户终身价值", "en": "CLV"},
     "mean_churn_probability": {"zh": "平均流失概率", "en": "Mean churn probability"},

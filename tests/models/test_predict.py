@@ -93,11 +93,12 @@ def test_never_buyers_have_no_btyd_predictions(predicted):
 def test_buyers_whose_first_purchase_is_today_get_a_new_customers_expectation(shop, predicted):
     # T = 0 whole days: before, T was set to half a day; now the model takes T = 0, where the
     # conditional expectation is the unconditional E[X(t)] of FHL (2005) eq. 7 and P(alive) = 1
-    out, _ = predicted
+    out = predict(**shop, as_of=AS_OF, horizon_days=HORIZON, settings=Settings(), engine="duckdb",
+                  execute=_con().execute, model="bgnbd")
     summary = _con().execute(btyd_summary(shop["orders"], as_of=AS_OF, clock=Clock())).set_index("user_id")
     new = summary.index[summary["T"] == 0]
     assert len(new) >= 3 and (summary.loc[new, "frequency"] == 0).all()
-    fitted = fit_purchase_model(summary.astype({c: float for c in ("frequency", "recency", "T")}))
+    fitted = fit_purchase_model(summary.astype({c: float for c in ("frequency", "recency", "T")}), "bgnbd").model
     r, alpha, a, b = (fitted.params_[k] for k in ("r", "alpha", "a", "b"))
     t = float(HORIZON)
     eq7 = (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))
@@ -180,34 +181,65 @@ def test_every_option_a_warning_or_hint_names_exists():
 NUMPY_WARNINGS = r"encountered in|covariance is not symmetric positive"
 
 
-@pytest.mark.parametrize("comebacks", [4, 0])
-def test_a_degenerate_fit_warns_in_words_and_leaks_no_numpy_warning(comebacks):
+def _few_buyers(comebacks: int) -> dict:
     # 30 one-off buyers in May, of whom 4 (or none) came back on the same day: the likelihood
-    # keeps rising towards infinite or zero parameters. Before: "divide by zero encountered in
-    # divide" (a stays at its start, 1, when nobody repeats) and NaN without a word.
+    # keeps rising towards infinite or zero parameters
     rows = [order(f"a{i}", f"u{i}", f"2024-05-{1 + i % 28:02d} 04:00", 10.0 + i) for i in range(30)]
     rows += [order(f"b{i}", f"u{i}", "2024-06-20 04:00", 40.0) for i in range(comebacks)]
-    tables = dict(users=table("users"), orders=table("orders", rows), order_items=table("order_items"),
-                  events=table("events"))
+    return dict(users=table("users"), orders=table("orders", rows), order_items=table("order_items"),
+                events=table("events"))
+
+
+@pytest.mark.parametrize("comebacks", [4, 0])
+def test_a_degenerate_shop_gets_predictions_for_every_buyer_and_no_numpy_warning(comebacks):
+    # Before: "divide by zero encountered in divide" and NaN for every buyer without a word; then
+    # BG/NBD (the default) left all 30 buyers without expected purchases when 4 came back.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = predict(**tables, as_of=AS_OF, horizon_days=30, settings=Settings(), engine="duckdb",
-                      execute=_con().execute)
+        out = predict(**_few_buyers(comebacks), as_of=AS_OF, horizon_days=30, settings=Settings(),
+                      engine="duckdb", execute=_con().execute)
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if re.search(NUMPY_WARNINGS, m)]
-    degenerate = [m for m in messages if re.search(r"the bgnbd fit as of 2024-06-30 is degenerate \(r=", m)]
-    assert len(degenerate) == 1
-    # its advice can be followed: every option it names is one `userstrata predict` accepts
-    named = re.findall(r"--[a-z][a-z-]*", degenerate[0])
-    assert named and set(named) <= cli_options("predict"), named
+    # every option a message names is one `userstrata predict` accepts
+    named = {o for m in messages for o in re.findall(r"--[a-z][a-z-]*", m)}
+    assert named <= cli_options("predict"), named
     assert len(out) == 30
-    numbers = out.drop(columns=["user_id", "churn_reasons"])
-    assert not np.isinf(numbers.to_numpy(dtype=float)).any()  # a number, or NaN said so
+    for column in ("p_alive", "expected_purchases", "next_purchase_within_horizon"):
+        assert np.isfinite(out[column].to_numpy(dtype=float)).all(), column  # every buyer, a number
     assert out["p_alive"].between(0, 1).all() and out["next_purchase_within_horizon"].between(0, 1).all()
+    # the choice says why, and that the winner is a limit model when it is one
+    choice = out.attrs["purchase_model"]
+    assert choice["reason_en"].startswith(f"auto chose {choice['name']}: lowest BIC")
+    assert choice["reason_zh"].startswith(f"自动选择 {choice['name']}：BIC 最低")
     if comebacks:
         assert out["churn_probability"].notna().all()
-    else:  # nobody bought twice: expected purchases are ~0 (r at its lower edge), not 0 / 0
+    else:  # nobody bought twice: expected purchases are ~0, not 0 / 0
         assert (out["expected_purchases"] >= 0).all() and (out["expected_purchases"] < 1e-6).all()
+
+
+def test_an_explicit_model_that_cannot_be_fitted_fails_in_one_line_naming_one_that_can():
+    tables = _few_buyers(4)
+    with pytest.raises(InputError) as caught:
+        predict(**tables, as_of=AS_OF, horizon_days=30, settings=Settings(), engine="duckdb",
+                execute=_con().execute, model="bgnbd")
+    message, hint = str(caught.value), caught.value.hint
+    assert message.startswith("--model bgnbd cannot be fitted: ") and "\n" not in message
+    alternative = re.search(r"--model (pareto|mbgnbd) fits these data", hint).group(1)
+    assert "--model auto" in hint
+    # the alternative named does fit: every buyer gets a prediction with it
+    out = predict(**tables, as_of=AS_OF, horizon_days=30, settings=Settings(), engine="duckdb",
+                  execute=_con().execute, model=alternative)
+    assert np.isfinite(out["expected_purchases"].to_numpy(dtype=float)).all()
+
+
+def test_a_boundary_optimum_is_used_as_the_limit_model_and_said_so():
+    # nobody came back: BG/NBD's r stops at the edge of the box, and that limit is the answer
+    out = predict(**_few_buyers(0), as_of=AS_OF, horizon_days=30, settings=Settings(), engine="duckdb",
+                  execute=_con().execute, model="bgnbd")
+    reason = out.attrs["purchase_model"]["reason_en"]
+    assert re.fullmatch(r"BG/NBD \(--model bgnbd\); [a-z, ]+ stopped at the edge of the search box: "
+                        r"predictions use that limit model", reason), reason
+    assert np.isfinite(out["expected_purchases"].to_numpy(dtype=float)).all()
 
 
 def test_with_profile_puts_the_profile_columns_first(shop, predicted):
@@ -254,7 +286,7 @@ def cdnow_predicted():
     """predict() on the CDNOW sample as of 1997-09-30, and the published summary in days."""
     tables = dict(users=table("users"), orders=ibis.memtable(load_cdnow(sample=True), schema=ORDERS.schema),
                   order_items=table("order_items"), events=table("events"))
-    out = predict(**tables, as_of=CDNOW_AS_OF, horizon_days=HORIZON, settings=Settings(currency="USD"),
+    out = predict(**tables, as_of=CDNOW_AS_OF, horizon_days=HORIZON, settings=Settings(currency="USD"), model="bgnbd",
                   engine="duckdb", execute=_con().execute)
     # ID, x, t_x, T in weeks rounded to 0.01 (whole days / 7), zbar = mean repeat spend (cents)
     summary = pd.read_csv(DATA / "cdnow_customers_summary_with_transactions.csv", dtype={"ID": str})

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from userstrata import i18n
 from userstrata._engine import DEFAULT_WORKSPACE
-from userstrata.errors import InputError, UserstrataError
+from userstrata.errors import InputError, Notice, UserstrataError
 
 if TYPE_CHECKING:
     from userstrata.workspace import Workspace
@@ -195,14 +195,19 @@ def day_or_latest(ws: "Workspace", text: str | None, option: str) -> dt_.date:
 
 # -- running ---------------------------------------------------------------------------------
 @contextlib.contextmanager
-def warnings_as_lines() -> Iterator[None]:
-    """Show library warnings as one yellow line each (not as Python warning dumps)."""
+def warnings_as_lines(lang: str = "en") -> Iterator[None]:
+    """Show library warnings as one yellow line each (not as Python warning dumps), a
+    bilingual ``Notice`` in ``lang``; the same text twice is shown once."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
+    shown = set()
     for w in caught:
         if issubclass(w.category, (UserWarning, RuntimeWarning)):
-            warn(str(w.message))
+            text = w.message.text(lang) if isinstance(w.message, Notice) else str(w.message)
+            if text not in shown:
+                shown.add(text)
+                warn(text, lang)
 
 
 def progress_bar() -> Progress:

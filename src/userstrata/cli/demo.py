@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from userstrata import export, i18n
 from userstrata.cli._app import LangOpt, check_choice, check_lang, command, progress_bar, warnings_as_lines
-from userstrata.cli.output import line, print_predictions, print_summary
+from userstrata.cli.output import line, print_model_choice, print_predictions, print_summary
 from userstrata.config import Settings
 
 
@@ -79,7 +79,7 @@ def demo(
                         progress.advance(task)
             as_of = ws.latest_date()
             task = progress.add_task("profile and predictions", total=1)
-            with warnings_as_lines():
+            with warnings_as_lines(lang_):
                 frame = ws.predict(as_of, horizon_days=horizon, with_profile=True, lang=lang_)
             ws.store.save_profiles(frame, as_of)
             export.write_table(frame, path, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
@@ -88,5 +88,6 @@ def demo(
             f"{len(frame):,} users profiled as of {as_of}"
         line(f"[bold]{data}[/]: {profiled}")
         print_summary(ws, frame, lang_)
+    print_model_choice(frame, lang_)
     print_predictions(frame, horizon, lang_)
     line(f"{i18n.label('profile_written', lang_)}: [bold]{escape(str(path))}[/]  (workspace: {escape(str(db))})")

@@ -147,22 +147,52 @@ def print_summary(ws: "Workspace", frame: pd.DataFrame, lang: i18n.Lang) -> None
     console.print(view)
 
 
+def _na(value: float, fmt: str) -> str:
+    """A number in ``fmt``, or "n/a" when missing: a missing prediction never reads as 0."""
+    return "n/a" if value is None or pd.isna(value) else format(value, fmt)
+
+
+def _sum_or_na(values: pd.Series) -> float:
+    """The sum of the known values; NaN (shown "n/a") when none is known."""
+    return values.sum() if values.notna().any() else np.nan
+
+
 def print_predictions(frame: pd.DataFrame, horizon_days: int, lang: i18n.Lang) -> None:
-    """Predictions summed up per value tier."""
+    """Predictions per value tier, then all users: means are per user, totals per tier.
+
+    P(buy) (at least one purchase within the horizon) sits beside P(churn) (none within it):
+    two estimates of complementary events, so they can be read against each other; P(alive)
+    is left out here because under BG/NBD a one-time buyer is alive by definition.
+    """
     t = i18n.label
     view = Table(title=t("predictions_title", lang).format(days=horizon_days))
-    for col in ("tier", "users", "mean_p_alive", "expected_purchases", "clv", "mean_churn_probability"):
-        view.add_column(t(col, lang), justify="left" if col == "tier" else "right")
+    cols = ("tier", "users", "mean_p_purchase", "mean_churn_short", "total_expected_purchases", "total_clv")
+    for col in cols:
+        view.add_column(t(col, lang), justify="left" if col == "tier" else "right", no_wrap=True)
+
+    def row(label: str, g: pd.DataFrame) -> None:
+        view.add_row(
+            label, f"{len(g):,}", _na(g.next_purchase_within_horizon.mean(), ".2f"),
+            _na(g.churn_probability.mean(), ".2f"), _na(_sum_or_na(g.expected_purchases), ",.0f"),
+            _na(_sum_or_na(g.clv), ",.0f"),
+        )
+
     grouped = frame.groupby("tier")
     for tier in ("co_builder", "engaged", "regular", "explorer"):
-        if tier not in grouped.groups:
-            continue
-        g = grouped.get_group(tier)
-        view.add_row(
-            t(tier, lang), f"{len(g):,}", f"{g.p_alive.mean():.2f}", f"{g.expected_purchases.sum():,.0f}",
-            f"{g.clv.sum():,.0f}", f"{g.churn_probability.mean():.2f}",
-        )
+        if tier in grouped.groups:
+            row(t(tier, lang), grouped.get_group(tier))
+    view.add_section()
+    row(t("all_tiers", lang), frame)
     console.print(view)
+    line(escape(t("predictions_note", lang).format(days=horizon_days)))
+
+
+def print_model_choice(frame: pd.DataFrame, lang: i18n.Lang) -> None:
+    """Which purchase model the predictions use, and why (set by ``models.predict.predict``)."""
+    choice = frame.attrs.get("purchase_model")
+    if choice:
+        sep = '：' if lang == 'zh' else ': '
+        line(escape(f"{i18n.label('purchase_model', lang)}{sep}{choice['reason_zh' if lang == 'zh' else 'reason_en']}"))
 
 
 def print_backtest(result: Any, title: str) -> None:
@@ -179,6 +209,15 @@ def print_backtest(result: Any, title: str) -> None:
     for row in result.by_frequency.itertuples(index=False):
         view.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row))
     console.print(view)
+    m = result.metrics
+    if "tracking_cum_error_pct" in m:
+        line(
+            f"cohort tracking: {m['tracking_expected_cum_end']:,.0f} repeat transactions expected vs "
+            f"{m['tracking_actual_cum_end']:,.0f} actual by the end of the holdout "
+            f"({m['tracking_cum_error_pct']:+.1f}%); "
+            f"in the holdout alone {m['tracking_holdout_expected']:,.0f} vs {m['tracking_holdout_actual']:,.0f} "
+            f"({m['tracking_holdout_error_pct']:+.1f}%)"
+        )
     for name, path in result.plots.items():
         line(f"{name}: [bold]{escape(str(path))}[/]")
 

@@ -24,12 +24,13 @@ from userstrata.cli._app import (
     progress_bar,
     warnings_as_lines,
 )
-from userstrata.cli.output import line, print_backtest, print_predictions
+from userstrata.cli.output import line, print_backtest, print_model_choice, print_predictions
 from userstrata.cli.profile import AsOfOpt, OutOpt
 
-MODELS = ("bgnbd", "pareto", "mbgnbd")
+MODELS = ("auto", "bgnbd", "pareto", "mbgnbd")  # as models.predict.MODEL_OPTIONS (kept light: no import)
 ACTIVITIES = ("purchase", "any")
-ModelOpt = Annotated[str, typer.Option(help="Purchase model: bgnbd, pareto or mbgnbd.")]
+ModelOpt = Annotated[str, typer.Option(
+    help="Purchase model: auto (the lowest BIC of BG/NBD, MBG/NBD and Pareto/NBD), bgnbd, pareto or mbgnbd.")]
 ActivityOpt = Annotated[str, typer.Option(help="What counts as not churned: purchase (default) or any activity.")]
 
 
@@ -37,7 +38,7 @@ ActivityOpt = Annotated[str, typer.Option(help="What counts as not churned: purc
 def predict(
     as_of: AsOfOpt = None,
     horizon: Annotated[str, typer.Option(help="How far ahead: 90d, 39w ...")] = "90d",
-    model: ModelOpt = "bgnbd",
+    model: ModelOpt = "auto",
     activity: ActivityOpt = "purchase",
     out: OutOpt = Path("profiles.xlsx"),
     lang: LangOpt = "en",
@@ -55,13 +56,14 @@ def predict(
     check_choice(activity, "--activity", ACTIVITIES)
     with open_workspace(workspace, config) as ws:
         day = day_or_latest(ws, as_of, "--as-of")
-        with progress_bar() as progress, warnings_as_lines():
+        with progress_bar() as progress, warnings_as_lines(lang_):
             task = progress.add_task(f"predicting {days} days after {day}", total=2)
             frame = ws.predict(day, horizon_days=days, model=model, activity=activity, with_profile=True, lang=lang_)
             progress.advance(task)
             ws.store.save_profiles(frame, day)
             export.write_table(frame, out, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             progress.advance(task)
+    print_model_choice(frame, lang_)
     print_predictions(frame, days, lang_)
     line(f"{i18n.label('profile_written', lang_)}: [bold]{escape(str(out))}[/] ({len(frame):,} users, as of {day})")
 
@@ -70,27 +72,40 @@ def predict(
 def backtest(
     cutoff: Annotated[str, typer.Option(help=f"Fit on history up to this day ({DATE_HELP}).")],
     horizon: Annotated[str, typer.Option(help="Holdout length after the cutoff: 90d, 39w ...")] = "90d",
-    model: ModelOpt = "bgnbd",
+    model: ModelOpt = "auto",
     churn_horizon: Annotated[str | None, typer.Option(help="Churn label window (default: --horizon).")] = None,
     activity: ActivityOpt = "purchase",
     out: Annotated[Path, typer.Option(help="Folder for the plots and tables.")] = Path("backtest"),
+    lang: LangOpt = "en",
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
     config: ConfigOpt = None,
 ) -> None:
-    """Split history at the cutoff, predict the holdout and report honest accuracy."""
+    """Split history at the cutoff, predict the holdout and report honest accuracy.
+
+    Also tracks the cohort of buyers: actual vs expected repeat transactions per day and
+    week over both periods (tracking.csv and the tracking.png chart).
+    """
+    lang_ = check_lang(lang)
     days = parse_horizon(horizon)
     churn_days = parse_horizon(churn_horizon, "--churn-horizon") if churn_horizon else None
     check_choice(model, "--model", MODELS)
     check_choice(activity, "--activity", ACTIVITIES)
     with open_workspace(workspace, config) as ws:
         day = day_or_latest(ws, cutoff, "--cutoff")
-        with progress_bar() as progress, warnings_as_lines():
+        with progress_bar() as progress, warnings_as_lines(lang_):
             task = progress.add_task(f"backtest {day} + {days} days", total=1)
             result = ws.backtest(day, horizon_days=days, model=model, out_dir=out, activity=activity,
-                                 churn_horizon_days=churn_days)
+                                 churn_horizon_days=churn_days, lang=lang_)
             progress.advance(task)
     out.mkdir(parents=True, exist_ok=True)
     result.per_user.to_csv(out / "per_user.csv", index=False)
     result.by_frequency.to_csv(out / "by_frequency.csv", index=False)
+    # one row per day: the cohort's actual and expected repeat transactions (the tracking chart's data)
+    result.tracking.to_csv(out / "tracking.csv", index=False)
     # the horizon actually scored: cut to the days in the data, with a warning, when it ran past them
-    print_backtest(result, f"backtest: cutoff {day}, horizon {result.metrics['horizon_days']:.0f} days, model {model}")
+    print_backtest(result, f"backtest: cutoff {day}, horizon {result.metrics['horizon_days']:.0f} days, "
+                           f"model {result.purchase_model['name']}")
+    reason = result.purchase_model["reason_zh" if lang_ == "zh" else "reason_en"]
+    line(escape(f"{i18n.label('purchase_model', lang_)}{'：' if lang_ == 'zh' else ': '}{reason}"))
+    line(f"tables: per_user.csv, by_frequency.csv, tracking.csv (day by day, the data of tracking.png) "
+         f"in [bold]{escape(str(out))}[/]")

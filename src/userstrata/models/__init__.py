@@ -1,7 +1,7 @@
 """Predictive models: BTYD purchase models, the Gamma-Gamma spend model and CLV."""
 
 from userstrata.models._base import PurchaseModel
-from userstrata.models.btyd import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD
+from userstrata.models.btyd import BetaGeo, BetaGeoBetaBinom, GammaGamma, ModifiedBetaGeo, ParetoNBD
 from userstrata.models.clv import clv
 
-__all__ = ["BetaGeo", "GammaGamma", "ModifiedBetaGeo", "ParetoNBD", "PurchaseModel", "clv"]
+__all__ = ["BetaGeo", "BetaGeoBetaBinom", "GammaGamma", "ModifiedBetaGeo", "ParetoNBD", "PurchaseModel", "clv"]

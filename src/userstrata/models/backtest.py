@@ -12,6 +12,10 @@ Two questions, each answered without leakage:
    the calibration period: ``1 - P(alive)`` (the usual one, but it answers "dead for good?",
    not "no purchase within H?") and ``1 - P(purchase within H)`` (the fair one: the same
    question the classifier answers).
+
+Alongside, the cohort tracking (:mod:`~userstrata.models.tracking`): the calibration
+buyers' actual vs expected repeat transactions per day over both periods, as in Fader,
+Hardie & Lee (2005, Figure 1).
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from userstrata.config import Settings
 from userstrata.errors import InputError
 from userstrata.features import purchases
 from userstrata.features._time import Clock
-from userstrata.models.churn import churn_labels
+from userstrata.models.churn import check_lang, churn_labels
 from userstrata.models.next_purchase import probability_purchase_within
-from userstrata.models.plots import plot_calibration, plot_frequency_conditional
+from userstrata.models.plots import plot_calibration, plot_frequency_conditional, plot_tracking
+from userstrata.models.choice import MODEL_NAMES
 from userstrata.models.predict import Execute, churn_inputs, churn_model_at, model_inputs
+from userstrata.models.tracking import TRACKING_COLUMNS, cohort_tracking
 
 __all__ = ["BacktestResult", "backtest", "holdout_purchase_days", "last_data_day", "observed_horizons"]
 
@@ -44,12 +50,15 @@ FREQUENCY_GROUPS = ("0", "1", "2", "3", "4", "5", "6", "7+")
 
 @dataclass(frozen=True)
 class BacktestResult:
-    """Backtest figures; ``plots`` maps a plot name to its PNG (empty without ``out_dir``)."""
+    """Backtest figures; ``plots`` maps a plot name to its PNG (empty without ``out_dir``);
+    ``tracking`` is the cohort tracking table (:func:`~userstrata.models.tracking.tracking_table`)."""
 
     metrics: dict[str, float]
     by_frequency: pd.DataFrame
     per_user: pd.DataFrame
     plots: dict[str, Path] = field(default_factory=dict)
+    tracking: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TRACKING_COLUMNS)))
+    purchase_model: dict[str, str] = field(default_factory=dict)  # model, name, reason_en, reason_zh
 
 
 def holdout_purchase_days(orders: ir.Table, *, cutoff: dt_.date, horizon_days: int, clock: Clock) -> ir.Table:
@@ -112,6 +121,28 @@ def _scores(prefix: str, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def _tracking_metrics(tracking: pd.DataFrame) -> dict[str, float]:
+    """Cumulative actual vs expected at the cutoff and the end, and the holdout errors in %."""
+    calib = tracking[tracking["period"] == "calibration"]
+    holdout = tracking[tracking["period"] == "holdout"]
+    at_cutoff, at_end = calib.iloc[-1], tracking.iloc[-1]
+    actual, expected = float(holdout["actual"].sum()), float(holdout["expected"].sum())
+    nan = float("nan")
+    return {
+        "tracking_actual_cum_cutoff": float(at_cutoff["actual_cum"]),
+        "tracking_expected_cum_cutoff": float(at_cutoff["expected_cum"]),
+        "tracking_actual_cum_end": float(at_end["actual_cum"]),
+        "tracking_expected_cum_end": float(at_end["expected_cum"]),
+        "tracking_holdout_actual": actual,
+        "tracking_holdout_expected": expected,
+        "tracking_holdout_error_pct": 100.0 * (expected - actual) / actual if actual else nan,
+        "tracking_cum_error_pct": (
+            float(100.0 * (at_end["expected_cum"] - at_end["actual_cum"]) / at_end["actual_cum"])
+            if at_end["actual_cum"] else nan
+        ),
+    }
+
+
 def backtest(
     *,
     users: ir.Table,
@@ -124,17 +155,19 @@ def backtest(
     engine: str,
     execute: Execute,
     out_dir: Path | None = None,
-    model: Literal["bgnbd", "pareto", "mbgnbd"] = "bgnbd",
+    model: Literal["auto", "bgnbd", "pareto", "mbgnbd"] = "auto",
     churn_horizon_days: int | None = None,
     activity: Literal["purchase", "any"] = "purchase",
     random_state=0,
+    lang: Literal["zh", "en"] = "en",
 ) -> BacktestResult:
     """Split history at ``cutoff``, predict ``horizon_days`` ahead, and score the predictions.
 
     Parameters
     ----------
     out_dir
-        Where to write ``frequency_conditional.png`` and ``churn_calibration.png``; no plots when None.
+        Where to write ``frequency_conditional.png``, ``churn_calibration.png`` and
+        ``tracking.png``; no plots when None.
     churn_horizon_days
         Horizon of the churn comparison (default ``horizon_days``). The classifier trains on
         ``cutoff - churn_horizon_days``, so a long horizon needs that much history before it
@@ -143,6 +176,8 @@ def backtest(
     activity
         What keeps a user from churning (:func:`~userstrata.models.churn.churn_labels`); the
         BTYD baselines model purchases, so ``"purchase"`` is the like-for-like comparison.
+    lang
+        Labels of the tracking chart, ``"zh"`` or ``"en"``.
 
     Returns
     -------
@@ -153,11 +188,18 @@ def backtest(
         ``churn_horizon_days, churn_n, churn_rate`` and ``<who>_auc / _pr_auc / _brier`` for
         ``classifier`` (all profiled users) and, on the buyers (where BTYD applies),
         ``classifier_buyers``, ``palive`` (1 - P(alive)) and ``ppurchase``
-        (1 - P(purchase within the churn horizon)).
+        (1 - P(purchase within the churn horizon)); for the tracking, the cohort's repeat
+        transactions ``tracking_actual_cum_<at>`` and ``tracking_expected_cum_<at>`` at the
+        ``cutoff`` and the ``end`` of the holdout, ``tracking_holdout_actual`` and
+        ``tracking_holdout_expected`` (in the holdout only; the expectation is unconditional,
+        unlike ``total_predicted``), ``tracking_holdout_error_pct`` (their difference in % of
+        the actual) and ``tracking_cum_error_pct`` (the cumulative error at the end, in %).
         ``by_frequency``: ``frequency_group, n_users, actual_mean, predicted_mean`` (buyers).
         ``per_user``: one row per user profiled at ``cutoff``: ``user_id, is_buyer, frequency,
         recency, T`` (days), ``p_alive, predicted_purchases, actual_purchases,
         p_purchase_within, churned, churn_probability``.
+        ``tracking``: per day from the first purchase of the calibration buyers to the end
+        of the holdout, ``day, week, period, actual, expected, actual_cum, expected_cum``.
 
     A horizon that runs past the last day with an order or event is shortened to the days
     that are observed, with a warning that says how many (those days would otherwise count
@@ -170,6 +212,7 @@ def backtest(
     churn_h = horizon_days if churn_horizon_days is None else churn_horizon_days
     if not (isinstance(churn_h, (int, np.integer)) and churn_h >= 1):
         raise InputError(f"churn_horizon_days = {churn_horizon_days!r}; expected a whole number of days >= 1")
+    check_lang(lang)
     clock = Clock(settings.timezone, engine)
     horizons = {"horizon": int(horizon_days)}
     if churn_horizon_days is not None:
@@ -230,6 +273,11 @@ def backtest(
     )
     by_frequency["frequency_group"] = by_frequency["frequency_group"].astype(str)
 
+    # -- cohort tracking: the calibration buyers day by day, unconditional expectation ---------
+    end = cutoff + dt_.timedelta(days=int(horizon_days))
+    tracking = cohort_tracking(fitted, orders, cutoff=cutoff, end=end, clock=clock, execute=execute)
+    metrics.update(_tracking_metrics(tracking))
+
     # -- churn: classifier vs the BTYD baselines ----------------------------------------------
     population = ibis.memtable(pd.DataFrame({"user_id": calib.profile.index.astype(str)}))
     labels = execute(
@@ -285,4 +333,13 @@ def backtest(
         fig = plot_calibration(y_b, curves)
         plots["churn_calibration"] = out / "churn_calibration.png"
         fig.savefig(plots["churn_calibration"], dpi=110)
-    return BacktestResult(metrics=metrics, by_frequency=by_frequency, per_user=per_user.reset_index(), plots=plots)
+        fig = plot_tracking(tracking, lang=lang)
+        plots["tracking"] = out / "tracking.png"
+        fig.savefig(plots["tracking"], dpi=110)
+    choice = calib.model_choice
+    purchase_model = {"model": choice.name, "name": MODEL_NAMES[choice.name], "reason_en": choice.reason_en,
+                      "reason_zh": choice.reason_zh}
+    return BacktestResult(
+        metrics=metrics, by_frequency=by_frequency, per_user=per_user.reset_index(), plots=plots, tracking=tracking,
+        purchase_model=purchase_model,
+    )

@@ -1,4 +1,4 @@
-"""Backtest plots: holdout purchases by calibration frequency, and churn calibration.
+"""Backtest plots: holdout purchases by calibration frequency, churn calibration, cohort tracking.
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot state, no GUI backend), so
 they render headless; ``fig.savefig`` writes PNG through the Agg canvas.
@@ -6,14 +6,38 @@ they render headless; ``fig.savefig`` writes PNG through the Agg canvas.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from matplotlib import font_manager
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from sklearn.calibration import calibration_curve
 
-__all__ = ["plot_calibration", "plot_frequency_conditional"]
+from userstrata.errors import InputError
+from userstrata.models.churn import check_lang
+from userstrata.models.tracking import weekly_tracking
+
+__all__ = ["plot_calibration", "plot_frequency_conditional", "plot_tracking"]
+
+# Chart labels of plot_tracking. They belong in i18n.py with the other labels.
+_TRACKING_LABELS: dict[str, dict[str, str]] = {
+    "title_cum": {"zh": "累计复购次数：实际 vs 模型", "en": "Cumulative repeat transactions: actual vs model"},
+    "title_weekly": {"zh": "每周复购次数：实际 vs 模型", "en": "Weekly repeat transactions: actual vs model"},
+    "actual": {"zh": "实际", "en": "actual"},
+    "expected": {"zh": "模型预期", "en": "model"},
+    "cutoff": {"zh": "校准期截止", "en": "end of calibration"},
+    "week": {"zh": "周（自首批客户购买起）", "en": "week (from the cohort's first purchases)"},
+    "cum": {"zh": "累计复购次数", "en": "cumulative repeat transactions"},
+    "weekly": {"zh": "复购次数", "en": "repeat transactions"},
+}
+# Fonts with Chinese glyphs, as found on Linux, Windows and macOS; the first one installed is used
+_CJK_FONTS = (
+    "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+    "Microsoft YaHei", "SimHei", "PingFang SC", "Heiti SC", "Hiragino Sans GB", "Arial Unicode MS",
+)
 
 
 def _axes(ax, figsize=(6.4, 4.4)):
@@ -79,4 +103,76 @@ def plot_calibration(y_true, p, ax=None, *, n_bins: int = 10):
     ax.set_title("Churn calibration")
     ax.legend(frameon=False, loc="upper left")
     ax.grid(alpha=0.3)
+    return fig
+
+
+def _cjk_font() -> str | None:
+    """The first installed font of ``_CJK_FONTS``; None when there is none."""
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in _CJK_FONTS if name in installed), None)
+
+
+def plot_tracking(tracking: pd.DataFrame, ax=None, lang: str = "en"):
+    """Cohort tracking: cumulative and weekly repeat transactions, actual vs model, cutoff marked.
+
+    ``tracking`` is :func:`~userstrata.models.tracking.tracking_table` (as in
+    :attr:`BacktestResult.tracking`); the weekly panel sums it per week, as FHL 2005
+    (Figure 1) and R BTYD's ``PlotTrackingCum`` / ``PlotTrackingInc`` show them.
+
+    Parameters
+    ----------
+    ax
+        None for a new figure with two panels, or two Axes ``(cumulative, weekly)``.
+    lang
+        ``"zh"`` or ``"en"``. Chinese needs a font with Chinese glyphs (Noto Sans CJK,
+        WenQuanYi, Microsoft YaHei, PingFang ...); without one the labels are English, with a warning.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    lang = check_lang(lang)
+    font = None
+    if lang == "zh":
+        font = _cjk_font()
+        if font is None:
+            warnings.warn(
+                "no font with Chinese glyphs is installed, so the tracking chart has English labels; "
+                "install one (e.g. fonts-noto-cjk) for Chinese labels",
+                stacklevel=2,
+            )
+            lang = "en"
+    if ax is None:
+        fig = Figure(figsize=(7.2, 7.6), layout="constrained")
+        ax_cum, ax_week = fig.subplots(2, 1)
+    else:
+        try:
+            ax_cum, ax_week = ax
+        except (TypeError, ValueError):
+            raise InputError(
+                f"ax = {ax!r}; expected None or two Axes (cumulative, weekly)",
+                hint="pass fig.subplots(2, 1), or leave ax out for a new figure",
+            ) from None
+        fig = ax_cum.figure
+    text = {key: entry[lang] for key, entry in _TRACKING_LABELS.items()}
+    weekly = weekly_tracking(tracking)
+    calib = weekly[weekly["period"] == "calibration"]
+    cutoff_week = float(calib["week"].max()) + 0.5 if len(calib) else None
+    for axes, actual, expected, title, ylabel in (
+        (ax_cum, "actual_cum", "expected_cum", "title_cum", "cum"),
+        (ax_week, "actual", "expected", "title_weekly", "weekly"),
+    ):
+        axes.plot(weekly["week"], weekly[actual], color="#222222", label=text["actual"])
+        axes.plot(weekly["week"], weekly[expected], linestyle="--", color="#d62728", label=text["expected"])
+        if cutoff_week is not None and len(weekly) > len(calib):
+            axes.axvline(cutoff_week, color="#777777", linestyle=":", linewidth=1.2, label=text["cutoff"])
+        axes.set_title(text[title])
+        axes.set_xlabel(text["week"])
+        axes.set_ylabel(text[ylabel])
+        axes.legend(frameon=False, loc="upper left")
+        axes.grid(alpha=0.3)
+    if font is not None:
+        # set on each text now: the generic family is looked up only when the figure is drawn
+        for item in fig.findobj(Text):
+            item.set_fontfamily([font, "sans-serif"])
     return fig

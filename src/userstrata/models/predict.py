@@ -20,17 +20,19 @@ import numpy as np
 import pandas as pd
 
 from userstrata.config import Settings
-from userstrata.errors import InputError, UserstrataError
+from userstrata.errors import InputError, Notice, UserstrataError
 from userstrata.features import btyd_summary
 from userstrata.features._time import Clock
 from userstrata.models._base import PurchaseModel
-from userstrata.models.btyd import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD
+from userstrata.models.btyd import GammaGamma
+from userstrata.models.choice import MODEL_NAMES, PURCHASE_MODELS, ModelChoice, choose_purchase_model, fit_checked
 from userstrata.models.churn import ChurnModel, check_lang, churn_features, churn_labels
 from userstrata.models.clv import DAYS_PER_MONTH, clv
 from userstrata.models.next_purchase import next_purchase
 from userstrata.segments import build_profile
 
 __all__ = [
+    "MODEL_OPTIONS",
     "PREDICTION_COLUMNS",
     "PURCHASE_MODELS",
     "ModelInputs",
@@ -42,11 +44,9 @@ __all__ = [
 
 Execute = Callable[[ir.Expr], pd.DataFrame]
 
-PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
-    "bgnbd": BetaGeo,
-    "pareto": ParetoNBD,
-    "mbgnbd": ModifiedBetaGeo,
-}
+# "auto" fits them all and keeps the lowest BIC (models/choice.py)
+MODEL_OPTIONS = ("auto", *PURCHASE_MODELS)
+ModelName = Literal["auto", "bgnbd", "pareto", "mbgnbd"]
 PREDICTION_COLUMNS = (
     "user_id",
     "p_alive",
@@ -66,11 +66,10 @@ MIN_BUYERS = 20
 MIN_REPEATERS = 10
 
 
-def _model_class(model: str) -> type[PurchaseModel]:
-    try:
-        return PURCHASE_MODELS[model]
-    except KeyError:
-        raise InputError(f"model = {model!r}; expected one of {sorted(PURCHASE_MODELS)}") from None
+def _check_model(model: str) -> str:
+    if model not in MODEL_OPTIONS:
+        raise InputError(f"model = {model!r}; expected one of {', '.join(MODEL_OPTIONS)}")
+    return model
 
 
 def _with_hint(exc: UserstrataError) -> str:
@@ -78,15 +77,46 @@ def _with_hint(exc: UserstrataError) -> str:
     return f"{exc}; {exc.hint}" if exc.hint else str(exc)
 
 
-def fit_purchase_model(summary: pd.DataFrame, model: Literal["bgnbd", "pareto", "mbgnbd"] = "bgnbd") -> PurchaseModel:
-    """Fit the BTYD purchase model on a per-buyer summary (``frequency``, ``recency``, ``T`` in days)."""
-    cls = _model_class(model)
+def _check_buyers(summary: pd.DataFrame) -> None:
     if len(summary) < MIN_BUYERS:
         raise InputError(
-            f"{len(summary)} buyers; the {cls.__name__} model needs at least {MIN_BUYERS}",
+            f"{len(summary)} buyers; the purchase models need at least {MIN_BUYERS}",
             hint="use a later as-of date or more history",
         )
-    return cls().fit(summary["frequency"], summary["recency"], summary["T"])
+
+
+def fit_purchase_model(summary: pd.DataFrame, model: ModelName = "auto") -> ModelChoice:
+    """The BTYD purchase model fitted on a per-buyer summary (``frequency``, ``recency``, ``T`` in
+    days): the lowest-BIC one with ``"auto"``, else the one named.
+
+    Raises
+    ------
+    InputError
+        Too few buyers; or the named model cannot be fitted (the message names one that can).
+    """
+    _check_model(model)
+    _check_buyers(summary)
+    x, t_x, T = summary["frequency"], summary["recency"], summary["T"]
+    if model == "auto":
+        return choose_purchase_model(x, t_x, T)
+    try:
+        fitted = fit_checked(model, x, t_x, T)
+    except UserstrataError as exc:
+        others = [m for m in PURCHASE_MODELS if m != model]
+        try:
+            other = choose_purchase_model(x, t_x, T, candidates=others).name
+            hint = f"--model auto chooses a model that fits; --model {other} fits these data"
+        except UserstrataError:
+            hint = "no other model fits these data either: more buyers or a later --as-of help"
+        raise InputError(f"--model {model} cannot be fitted: {exc}", hint=hint) from None
+    table = pd.DataFrame([dict(model=model, name=MODEL_NAMES[model], log_likelihood=fitted.log_likelihood_,
+                               bic=np.nan, at_boundary=", ".join(fitted.at_boundary_), error="")])
+    en, zh = f"{MODEL_NAMES[model]} (--model {model})", f"{MODEL_NAMES[model]}（--model {model}）"
+    if fitted.at_boundary_:
+        names = ", ".join(fitted.at_boundary_)
+        en += f"; {names} stopped at the edge of the search box: predictions use that limit model"
+        zh += f"；参数 {names} 停在搜索边界：预测采用该极限模型"
+    return ModelChoice(model, fitted, table, en, zh)
 
 
 def _btyd_frame(orders: ir.Table, *, as_of: dt_.date, clock: Clock, execute: Execute) -> pd.DataFrame:
@@ -107,6 +137,7 @@ class ModelInputs:
     purchase_model: PurchaseModel | None  # None when it could not be fitted
     p_alive: pd.Series  # by profiled user_id; NaN for never-buyers (BTYD starts at the first purchase)
     features: pd.DataFrame  # churn features (churn.churn_features), by user_id
+    model_choice: ModelChoice | None = None  # which purchase model and why
 
 
 def model_inputs(
@@ -119,7 +150,7 @@ def model_inputs(
     settings: Settings,
     engine: str,
     execute: Execute,
-    model: Literal["bgnbd", "pareto", "mbgnbd"] = "bgnbd",
+    model: ModelName = "auto",
 ) -> ModelInputs:
     """Build the profile and the BTYD summary as of ``as_of``, fit the purchase model, derive churn features.
 
@@ -134,18 +165,23 @@ def model_inputs(
         )
     ).set_index("user_id")
     summary = _btyd_frame(orders, as_of=as_of, clock=clock, execute=execute)
-    fitted = None
+    fitted = choice = None
     p_alive = pd.Series(np.nan, index=profile.index, name="p_alive")
     if len(summary):
         try:
-            fitted = fit_purchase_model(summary, model)
+            _check_buyers(summary)
         except UserstrataError as exc:
-            warnings.warn(f"no BTYD predictions as of {as_of}: {_with_hint(exc)}", stacklevel=2)
+            warnings.warn(Notice(f"no BTYD predictions as of {as_of}: {_with_hint(exc)}",
+                                 f"{as_of} 没有 BTYD 预测：只有 {len(summary)} 位购买用户，购买模型至少需要 {MIN_BUYERS} 位；"
+                                 "请用更晚的 --as-of 或更长的历史"), stacklevel=2)
+        else:
+            choice = fit_purchase_model(summary, model)
+            fitted = choice.model
     if fitted is not None:
         alive = fitted.probability_alive(summary["frequency"], summary["recency"], summary["T"])
         p_alive = pd.Series(alive, index=summary.index).reindex(profile.index).rename("p_alive")
     features = churn_features(profile, p_alive if fitted is not None else None)
-    return ModelInputs(as_of, profile, summary, fitted, p_alive, features)
+    return ModelInputs(as_of, profile, summary, fitted, p_alive, features, choice)
 
 
 def fit_churn_model(
@@ -178,35 +214,69 @@ def fit_churn_model(
 
 
 def _spend(summary: pd.DataFrame) -> tuple[GammaGamma | None, np.ndarray, np.ndarray]:
-    """Gamma-Gamma on the repeaters (or the mean-spend fallback): the model and E[spend] per buyer."""
+    """Gamma-Gamma on the repeaters (or the mean-spend fallback): the model, E[spend] per buyer
+    and the mean spend passed to ``clv``.
+
+    Repeaters whose repeat purchases were refunded in full (net mean spend <= 0) stay out of
+    the fit: a mean near zero is no draw from a gamma distribution of order values, and a few of
+    them pull the fit to ``q -> inf`` (every buyer the same spend). They keep one cent as their
+    mean for the predictions, which then sit just below the population's.
+    """
     x = summary["frequency"].to_numpy()
-    # a repeater whose repeat purchases were refunded in full has no positive mean spend;
-    # one cent keeps them in (their estimate shrinks to the population mean)
-    monetary = np.where(x > 0, summary["monetary_mean"].fillna(0.0).clip(lower=0.01).to_numpy(), np.nan)
-    repeaters = int((x > 0).sum())
+    net = summary["monetary_mean"].fillna(0.0).to_numpy()
+    monetary = np.where(x > 0, np.clip(net, 0.01, None), np.nan)
+    fit_rows = (x > 0) & (net > 0)
+    repeaters = int(fit_rows.sum())
     reason = None
     if repeaters >= MIN_REPEATERS:
         try:
-            spend_model = GammaGamma().fit(x, monetary)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")  # an unidentified fit is handled below, and said once
+                spend_model = GammaGamma().fit(x[fit_rows], net[fit_rows])
+                if not spend_model.heterogeneity_identified():
+                    flat = spend_model.expected_spend(np.zeros(1), np.full(1, np.nan))[0]
+                    spend_model = spend_model.least_shrinkage(x[fit_rows], net[fit_rows])
             expected = spend_model.expected_spend(x, monetary)
             if spend_model.params_["q"] > 1 and np.all(np.isfinite(expected)):
+                if spend_model.q_fixed_:
+                    _warn_least_shrinkage(spend_model, flat, x[fit_rows])
                 return spend_model, expected, monetary
             reason = f"the Gamma-Gamma fit has q = {spend_model.params_['q']:.3g} <= 1 (no finite mean spend)"
         except UserstrataError as exc:
             reason = f"the Gamma-Gamma fit failed ({exc})"
     else:
-        reason = f"only {repeaters} repeat buyers (Gamma-Gamma needs {MIN_REPEATERS})"
-    repeat_mean = summary.loc[x > 0, "monetary_mean"]
-    if len(repeat_mean) == 0:
-        warnings.warn("no repeat buyers: expected spend and CLV are NaN", stacklevel=3)
+        reason = f"only {repeaters} repeat buyers with a positive spend (Gamma-Gamma needs {MIN_REPEATERS})"
+    if not (x > 0).any():
+        warnings.warn(Notice("no repeat buyers: expected spend and CLV are NaN",
+                             "没有复购用户：预期客单价与 CLV 无法估计"), stacklevel=3)
         return None, np.full(len(summary), np.nan), monetary
-    fallback = float(repeat_mean.mean())
+    fallback = float(summary.loc[x > 0, "monetary_mean"].mean())  # refunds included: the net average
     warnings.warn(
-        f"expected spend is the mean spend per repeat purchase day ({fallback:.2f}) for every buyer: {reason}; "
-        "CLV has no interval",
+        Notice(f"expected spend is the mean spend per repeat purchase day ({fallback:.2f}) for every buyer: {reason}; "
+               "CLV has no interval",
+               f"每位用户的预期客单价都取复购日平均消费 {fallback:.2f}：Gamma-Gamma 模型无法使用（{reason}）；CLV 没有区间"),
         stacklevel=3,
     )
     return None, np.full(len(summary), fallback), monetary
+
+
+def _warn_least_shrinkage(model: GammaGamma, flat: float, x: np.ndarray) -> None:
+    """Say that spend differences were not identified and how far each buyer's own mean now counts."""
+    p, q = model.params_["p"], model.params_["q"]
+    x_mid = float(np.median(x))
+    weight = p * x_mid / (p * x_mid + q - 1)
+    warnings.warn(
+        Notice(
+            "the Gamma-Gamma fit finds no spend differences between buyers beyond chance (q -> inf would give "
+            f"every buyer the same expected spend, {flat:,.2f}); expected spend follows each buyer's own mean, "
+            f"shrunk as far towards the population as the data allow (q = {q:.3g}, the 95% profile-likelihood "
+            f"bound): a buyer with {x_mid:g} repeat purchases counts {weight:.1%} on their own mean",
+            "Gamma-Gamma 模型没有发现用户之间超出随机波动的客单价差异（按最优拟合 q -> ∞，每位用户的预期客单价都是 "
+            f"{flat:,.2f}）；现按数据允许的最小收缩估计（q = {q:.3g}，95% 轮廓似然界），预期客单价随每位用户自己的平均"
+            f"消费变化：复购 {x_mid:g} 次的用户，自身均值的权重为 {weight:.1%}",
+        ),
+        stacklevel=4,
+    )
 
 
 def _clv_without_spend_model(purchase_model, summary, spend, months, discount_rate=0.01) -> np.ndarray:
@@ -227,7 +297,7 @@ def churn_model_at(
     settings: Settings,
     engine: str,
     execute: Execute,
-    model: str = "bgnbd",
+    model: ModelName = "auto",
     activity: Literal["purchase", "any"] = "purchase",
     random_state=0,
 ) -> ChurnModel | None:
@@ -273,7 +343,7 @@ def predict(
     settings: Settings,
     engine: str,
     execute: Execute,
-    model: Literal["bgnbd", "pareto", "mbgnbd"] = "bgnbd",
+    model: ModelName = "auto",
     random_state=0,
     activity: Literal["purchase", "any"] = "purchase",
     with_profile: bool = False,
@@ -285,10 +355,13 @@ def predict(
     Columns (``PREDICTION_COLUMNS``):
 
     - ``p_alive``, ``expected_purchases`` (purchase days in ``(as_of, as_of + horizon_days]``):
-      the BTYD purchase model ``model`` fitted on everyone's history as of ``as_of``. BTYD
-      starts at a customer's first purchase, so for users who never bought these are NaN.
+      the BTYD purchase model ``model`` fitted on everyone's history as of ``as_of`` (``"auto"``:
+      BG/NBD, MBG/NBD or Pareto/NBD, whichever has the lowest BIC; the choice and its reason are in
+      ``result.attrs["purchase_model"]``). BTYD starts at a customer's first purchase, so for
+      users who never bought these are NaN.
     - ``expected_spend``: Gamma-Gamma posterior mean spend per purchase day (fitted on repeat
-      buyers' mean spend; with too few repeaters or a failed fit, the mean spend, with a warning).
+      buyers' mean spend; where it finds no differences between buyers, the least shrinkage the data
+      allow, and with too few repeaters or a failed fit the mean spend, each with a warning).
     - ``clv``, ``clv_low``, ``clv_high``: discounted spend (1% a month, margin 1) over
       ``round(horizon_days / 30.4375)`` months (at least 1), so that CLV covers the same
       horizon as ``expected_purchases``; the interval is the 90% range over 200 parameter draws.
@@ -310,7 +383,7 @@ def predict(
     """
     if not (isinstance(horizon_days, (int, np.integer)) and horizon_days >= 1):
         raise InputError(f"horizon_days = {horizon_days!r}; expected a whole number of days >= 1")
-    _model_class(model)
+    _check_model(model)
     check_lang(lang)
     tables = dict(users=users, orders=orders, order_items=order_items, events=events)
     now = model_inputs(**tables, as_of=as_of, settings=settings, engine=engine, execute=execute, model=model)
@@ -328,18 +401,14 @@ def predict(
         expected = fitted.expected_purchases(horizon_days, x, t_x, T)
         out.loc[buyers, "expected_purchases"] = expected
         unknown = int((~np.isfinite(expected)).sum())
-        if unknown or fitted.at_boundary_:
-            params = ", ".join(f"{k}={v:.3g}" for k, v in fitted.params_.items())
-            what = []
-            if fitted.at_boundary_:
-                what.append(f"{', '.join(fitted.at_boundary_)} stopped at the edge of the search box")
-            if unknown:
-                what.append(f"expected purchases are NaN for {unknown} of {len(expected)} buyers")
-            warnings.warn(
-                f"the {model} fit as of {as_of} is degenerate ({params}): {'; '.join(what)}; "
-                "more history and buyers help: a later as-of date (CLI --as-of)",
-                stacklevel=2,
-            )
+        if unknown:  # the fit was checked at 90 days; another horizon can still overflow
+            name = MODEL_NAMES[now.model_choice.name]
+            warnings.warn(Notice(
+                f"the {name} fit as of {as_of} gives no expected purchases over {horizon_days} days for "
+                f"{unknown} of {len(expected)} buyers; a shorter --horizon or another --model may help",
+                f"{as_of} 的 {name} 拟合无法给出 {len(expected)} 位购买用户中 {unknown} 位未来 {horizon_days} 天的"
+                "预期购买次数；可缩短 --horizon 或换用其他 --model",
+            ), stacklevel=2)
         spend_model, spend, monetary = _spend(summary)
         out.loc[buyers, "expected_spend"] = spend
         months = max(1, round(horizon_days / DAYS_PER_MONTH))
@@ -366,4 +435,12 @@ def predict(
         out["churn_probability"] = churn.predict_proba(features)
         out["churn_reasons"] = churn.reasons(features, top=3, lang=lang)
     out = out.reset_index()[list(PREDICTION_COLUMNS)]
-    return now.profile.reset_index().merge(out, on="user_id", how="left") if with_profile else out
+    result = now.profile.reset_index().merge(out, on="user_id", how="left") if with_profile else out
+    if now.model_choice is not None:  # which purchase model, and why, for whoever shows the result
+        result.attrs["purchase_model"] = {
+            "model": now.model_choice.name,
+            "name": MODEL_NAMES[now.model_choice.name],
+            "reason_en": now.model_choice.reason_en,
+            "reason_zh": now.model_choice.reason_zh,
+        }
+    return result

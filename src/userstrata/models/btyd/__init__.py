@@ -1,5 +1,6 @@
-"""Buy-'til-you-die purchase models and the Gamma-Gamma spend model."""
+"""Buy-'til-you-die purchase models (continuous time, and BG/BB in discrete time) and the Gamma-Gamma spend model."""
 
+from userstrata.models.btyd.bgbb import BetaGeoBetaBinom, discrete_summary, simulate_bgbb
 from userstrata.models.btyd.bgnbd import BetaGeo, simulate_bgnbd
 from userstrata.models.btyd.gammagamma import GammaGamma, simulate_gammagamma
 from userstrata.models.btyd.mbgnbd import ModifiedBetaGeo, simulate_mbgnbd
@@ -7,9 +8,12 @@ from userstrata.models.btyd.paretonbd import ParetoNBD, simulate_paretonbd
 
 __all__ = [
     "BetaGeo",
+    "BetaGeoBetaBinom",
     "GammaGamma",
     "ModifiedBetaGeo",
     "ParetoNBD",
+    "discrete_summary",
+    "simulate_bgbb",
     "simulate_bgnbd",
     "simulate_gammagamma",
     "simulate_mbgnbd",

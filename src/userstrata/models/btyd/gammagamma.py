@@ -5,15 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize
 from scipy.special import digamma, gammaln
+from scipy.stats import chi2
 
 from userstrata.errors import InputError
 from userstrata.models._base import (
+    _INNER_MARGIN,
+    SEARCH_LIMIT,
     _check_frequency,
     _check_weights,
     _first_bad,
     _MLEModel,
     _to_float_array,
+    check_fitted,
     compress_rows,
     maximize_loglik,
     penalty,
@@ -21,6 +26,10 @@ from userstrata.models._base import (
 )
 
 __all__ = ["GammaGamma", "check_spend_arrays", "simulate_gammagamma"]
+
+# Below this q the population mean spend v p / (q - 1) is barely finite (and infinite at 1):
+# the least-shrinkage refit never goes lower.
+Q_FLOOR = 2.0
 
 
 def check_spend_arrays(frequency, monetary, weights=None):
@@ -212,7 +221,96 @@ class GammaGamma(_MLEModel):
         ll = float(w @ _loglik(np.exp(result.log_params), x, zbar))
         self._store(result, ll, n)
         self.n_repeaters_ = int(repeat.sum())
+        self.q_fixed_ = False
         return self
+
+    def heterogeneity_identified(self) -> bool:
+        """Whether the fit pins down how much customers' mean spend differs.
+
+        Not when ``q`` (or ``v``) stopped at or near the edge of the search box (``q`` above
+        ``SEARCH_LIMIT / 100``, where only a bounded search lands) or the Hessian is singular: the
+        likelihood then keeps rising towards ``q, v -> inf`` with ``v / q`` fixed, the limit in
+        which every customer has the same mean spend, so every posterior mean is the population
+        mean whatever the customer's own spend.
+        """
+        check_fitted(self)
+        cov = self.log_params_cov_
+        return not (
+            {"q", "v"} & set(self.at_boundary_)
+            or self.params_["q"] > SEARCH_LIMIT / _INNER_MARGIN  # the bounded search ran towards the edge
+            or cov is None
+            or not np.all(np.isfinite(np.diag(cov)))
+        )
+
+    def least_shrinkage(self, frequency, monetary, *, level: float = 0.95) -> "GammaGamma":
+        """A copy refitted with ``q`` held at the smallest value the data do not reject.
+
+        That is the lower end of the ``level`` profile-likelihood interval of ``q`` (the
+        likelihood-ratio bound ``chi2(1).ppf(level) / 2`` below the optimum), at least
+        ``Q_FLOOR``; ``p`` and ``v`` are re-estimated at that ``q``. A smaller ``q`` means more
+        spread between customers, so each posterior mean leans further towards the customer's own
+        mean (weight ``p x / (p x + q - 1)``) while staying the model's own shrinkage estimate.
+        Meant for fits where :meth:`heterogeneity_identified` is False, whose ``q -> inf`` gives
+        every customer the population mean. The copy has ``q_fixed_`` True and a covariance with
+        zero variance for ``q``.
+        """
+        check_fitted(self)
+        penalizer = self._check_penalizer()
+        x, zbar, _ = check_spend_arrays(frequency, monetary)
+        repeat = x > 0
+        (xr, zr), w = compress_rows([x[repeat], zbar[repeat]])
+        data = _prepare(xr, zr, w)
+        phi_hat = np.log(self._params_array())
+        f_hat = _objective(phi_hat, data, penalizer)[0]
+        box = search_box([1.0, 1.0, float(np.einsum("i,i->", w, zr)) / data.W])
+
+        def profile(log_q: float):
+            """Mean negative log-likelihood maximised over (log p, log v) at fixed log q."""
+            def objective(pv):
+                phi = np.array([pv[0], log_q, pv[1]])
+                if np.max(np.abs(phi)) > 50:
+                    return np.inf, np.zeros(2)
+                f, g = _objective(phi, data, penalizer)
+                return (f, g[[0, 2]]) if np.isfinite(f) else (np.inf, np.zeros(2))
+
+            res = optimize.minimize(objective, phi_hat[[0, 2]], jac=True, method="L-BFGS-B",
+                                    bounds=[tuple(box[0]), tuple(box[2])])
+            return res.fun, res.x
+
+        excess = chi2.ppf(level, 1) / 2 / data.W  # the bound on the mean scale of the objective
+        lo, hi = np.log(Q_FLOOR), float(phi_hat[1])
+        if hi <= lo:
+            log_q = hi  # already at or below the floor: nothing to relax
+        elif profile(lo)[0] - f_hat <= excess:
+            log_q = lo  # even q at the floor is not rejected
+        else:
+            log_q = optimize.brentq(lambda lq: profile(lq)[0] - f_hat - excess, lo, hi, xtol=1e-6)
+        f, pv = profile(log_q)
+        phi = np.array([pv[0], log_q, pv[1]])
+        refit = GammaGamma(penalizer=self.penalizer)
+        refit.params_ = dict(zip(self._param_names, np.exp(phi).tolist()))
+        refit.standard_errors_ = {"p": np.nan, "q": 0.0, "v": np.nan}
+        cov = np.zeros((3, 3))
+        H = np.empty((2, 2))
+        for j in (0, 1):  # the (log p, log v) block, by central differences of the gradient
+            e = np.zeros(3)
+            e[(0, 2)[j]] = 1e-5
+            H[:, j] = (_objective(phi + e, data, penalizer)[1] - _objective(phi - e, data, penalizer)[1])[[0, 2]] / 2e-5
+        try:
+            block = np.linalg.inv((H + H.T) / 2 * data.W)
+            if np.all(np.diag(block) > 0):
+                cov[np.ix_([0, 2], [0, 2])] = block
+                refit.standard_errors_.update(p=float(refit.params_["p"] * np.sqrt(block[0, 0])),
+                                              v=float(refit.params_["v"] * np.sqrt(block[1, 1])))
+            else:
+                cov[:] = np.nan
+        except np.linalg.LinAlgError:
+            cov[:] = np.nan
+        refit.log_params_cov_ = cov
+        refit.log_likelihood_ = float(w @ _loglik(np.exp(phi), xr, zr))
+        refit.n_customers_, refit.n_repeaters_ = len(x), int(repeat.sum())
+        refit.converged_, refit.at_boundary_, refit.q_fixed_ = True, (), True
+        return refit
 
     def expected_spend(self, frequency, monetary) -> np.ndarray:
         """E[M | x, zbar]: posterior mean spend per transaction.
