@@ -182,6 +182,41 @@ class IngestSettings(_Section):
         return {code.upper(): rate for code, rate in v.items()}
 
 
+class RenewalSettings(_Section):
+    """Membership renewals (会员续费): which SKUs are memberships and how long a term lasts."""
+
+    # SKU (or glob pattern with * and ?) -> days one paid term lasts. The exact SKUs are the
+    # shop simulator's (datasets/shop.py); the patterns are the usual Chinese names of
+    # memberships and passes (月卡 30 days, 季卡 90, 年卡 365; 连续包月 renews monthly). An
+    # exact SKU wins over a pattern; among patterns the one with the most literal characters
+    # wins, so "*半年卡*" beats "*年卡*" whatever the order in the file.
+    plans: dict[str, int] = Field(
+        default_factory=lambda: {
+            "vip-month": 30, "vip-month-auto": 30, "svip-month": 30, "svip-month-plus": 30,
+            "vip-quarter": 90, "vip-year": 365,
+            "*周卡*": 7, "*月卡*": 30, "*季卡*": 90, "*半年卡*": 182, "*年卡*": 365,
+            "*月度会员*": 30, "*季度会员*": 90, "*年度会员*": 365,
+            "*连续包月*": 30, "*连续包季*": 90, "*连续包年*": 365,
+        }  # fmt: skip
+    )
+    # an order of the same plan at most this many days after a term ends renews it (a week,
+    # for members who pay a few days late); a later one starts a new membership
+    grace_days: int = Field(7, ge=0)
+    # discount per month for the residual value, as models/clv.py (1% a month); each plan
+    # gets it for its own term length, (1 + rate) ** (term_days / 30.4375) - 1
+    discount_rate_monthly: float = Field(0.01, ge=0, lt=1)
+
+    @field_validator("plans")
+    @classmethod
+    def _positive_terms(cls, v: dict[str, int]) -> dict[str, int]:
+        for sku, days in v.items():
+            if not sku.strip():
+                raise ValueError("a plan needs a SKU or pattern, got an empty key")
+            if days < 1:
+                raise ValueError(f"{sku!r} = {days}: a term lasts at least 1 day")
+        return v
+
+
 class EngineSettings(_Section):
     """Limits for the embedded DuckDB engine (None = DuckDB's own default)."""
 
@@ -201,6 +236,7 @@ class Settings(_Section):
     profile: ProfileSettings = ProfileSettings()
     ingest: IngestSettings = IngestSettings()
     engine: EngineSettings = EngineSettings()
+    renewals: RenewalSettings = RenewalSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -25,10 +25,11 @@ FORMATS = (".xlsx", ".csv", ".parquet")
 LABELLED = ("lifecycle", "tier", "rfm_cell")
 MONEY = frozenset(
     {"monetary", "aov", "expected_spend", "clv", "clv_low", "clv_high", "amount", "refund_amount", "price",
-     "mean_monetary"}
+     "mean_monetary", "residual_value"}
 )  # fmt: skip
 SHARES = frozenset(
-    {"refund_rate", "category_share", "p_alive", "churn_probability", "next_purchase_within_horizon", "share"}
+    {"refund_rate", "category_share", "p_alive", "churn_probability", "next_purchase_within_horizon", "share",
+     "p_renew_next"}
 )
 # Local calendar days (not instants): never shifted by a time zone.
 DAYS = frozenset({"as_of"})

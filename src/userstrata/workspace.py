@@ -141,6 +141,14 @@ class Workspace:
 
         return backtest(**self._inputs(), cutoff=cutoff, horizon_days=horizon_days, **options)
 
+    def renewals(self, as_of: dt_.date | None = None, **options: Any) -> Any:
+        """Membership renewals: sBG per plan, P(renew) and residual value per member, a backtest
+        (see ``models.renewal_data.renewals``; returns its ``RenewalsResult``)."""
+        from userstrata.models.renewal_data import renewals  # noqa: PLC0415
+
+        return renewals(self.table("orders"), self.table("order_items"), as_of=as_of or self.latest_date(),
+                        settings=self.settings, engine=self.store.engine, execute=self.store.con.execute, **options)
+
     def tier_shares(self, profile: pd.DataFrame) -> pd.DataFrame:
         return tier_shares(profile, self.settings.tiers)
 

@@ -12,6 +12,7 @@ from rich.markup import escape
 from userstrata import export, i18n
 from userstrata.cli._app import LangOpt, check_choice, check_lang, command, progress_bar, warnings_as_lines
 from userstrata.cli.output import line, print_model_choice, print_predictions, print_summary
+from userstrata.cli.predict import stage_progress
 from userstrata.config import Settings
 
 
@@ -78,12 +79,12 @@ def demo(
                         ws.load(name, files[name])
                         progress.advance(task)
             as_of = ws.latest_date()
-            task = progress.add_task("profile and predictions", total=1)
+            report = stage_progress(progress, lang_)
             with warnings_as_lines(lang_):
-                frame = ws.predict(as_of, horizon_days=horizon, with_profile=True, lang=lang_)
+                frame = ws.predict(as_of, horizon_days=horizon, with_profile=True, lang=lang_, progress=report)
             ws.store.save_profiles(frame, as_of)
             export.write_table(frame, path, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
-            progress.advance(task)
+            report("writing")
         profiled = f"截至 {as_of} 共 {len(frame):,} 位用户完成画像" if lang_ == "zh" else \
             f"{len(frame):,} users profiled as of {as_of}"
         line(f"[bold]{data}[/]: {profiled}")

@@ -34,6 +34,22 @@ ModelOpt = Annotated[str, typer.Option(
 ActivityOpt = Annotated[str, typer.Option(help="What counts as not churned: purchase (default) or any activity.")]
 
 
+def stage_progress(progress, lang: str):
+    """A ``progress`` callback for ``Workspace.predict``: one bar over its stages (then writing),
+    named after the stage under way."""
+    from userstrata.models.predict import PREDICT_STAGES  # noqa: PLC0415 - the models load with predict anyway
+
+    stages = (*PREDICT_STAGES, "writing")
+    task = progress.add_task(i18n.label(f"stage.{stages[0]}", lang), total=len(stages))
+
+    def report(stage: str) -> None:
+        following = stages.index(stage) + 1
+        name = stages[following] if following < len(stages) else stage
+        progress.update(task, completed=following, description=i18n.label(f"stage.{name}", lang))
+
+    return report
+
+
 @command
 def predict(
     as_of: AsOfOpt = None,
@@ -57,12 +73,12 @@ def predict(
     with open_workspace(workspace, config) as ws:
         day = day_or_latest(ws, as_of, "--as-of")
         with progress_bar() as progress, warnings_as_lines(lang_):
-            task = progress.add_task(f"predicting {days} days after {day}", total=2)
-            frame = ws.predict(day, horizon_days=days, model=model, activity=activity, with_profile=True, lang=lang_)
-            progress.advance(task)
+            report = stage_progress(progress, lang_)
+            frame = ws.predict(day, horizon_days=days, model=model, activity=activity, with_profile=True, lang=lang_,
+                               progress=report)
             ws.store.save_profiles(frame, day)
             export.write_table(frame, out, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
-            progress.advance(task)
+            report("writing")
     print_model_choice(frame, lang_)
     print_predictions(frame, days, lang_)
     line(f"{i18n.label('profile_written', lang_)}: [bold]{escape(str(out))}[/] ({len(frame):,} users, as of {day})")

@@ -9,6 +9,7 @@ number of days.
 from __future__ import annotations
 
 import datetime as dt_
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from userstrata.segments import build_profile
 
 __all__ = [
     "MODEL_OPTIONS",
+    "PREDICT_STAGES",
     "PREDICTION_COLUMNS",
     "PURCHASE_MODELS",
     "ModelInputs",
@@ -75,6 +77,25 @@ def _check_model(model: str) -> str:
 def _with_hint(exc: UserstrataError) -> str:
     """An error's message and, when it has one, its hint: a warning that passes an error on keeps both."""
     return f"{exc}; {exc.hint}" if exc.hint else str(exc)
+
+
+# What `predict` does, in order; `progress` hears each as it finishes (i18n: "stage.<name>").
+PREDICT_STAGES = ("profile", "summary", "purchase_model", "purchases", "spend_clv", "next_purchase",
+                  "churn_training", "churn_scoring", "churn_reasons")
+
+
+class _Stages:
+    """Tells ``progress`` each finished stage and keeps the seconds each took."""
+
+    def __init__(self, progress: Callable[[str], None] | None):
+        self.progress, self.timings, self._last = progress, {}, time.perf_counter()
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self._last, 3)
+        self._last = now
+        if self.progress is not None:
+            self.progress(stage)
 
 
 def _check_buyers(summary: pd.DataFrame) -> None:
@@ -151,6 +172,7 @@ def model_inputs(
     engine: str,
     execute: Execute,
     model: ModelName = "auto",
+    stages: "_Stages | None" = None,
 ) -> ModelInputs:
     """Build the profile and the BTYD summary as of ``as_of``, fit the purchase model, derive churn features.
 
@@ -158,13 +180,16 @@ def model_inputs(
     by local day), so these inputs are safe to pair with labels from after ``as_of``.
     """
     clock = Clock(settings.timezone, engine)
+    stages = stages or _Stages(None)
     profile = execute(
         build_profile(
             users=users, orders=orders, order_items=order_items, events=events,
             as_of=as_of, settings=settings, engine=engine,
         )
     ).set_index("user_id")
+    stages.done("profile")
     summary = _btyd_frame(orders, as_of=as_of, clock=clock, execute=execute)
+    stages.done("summary")
     fitted = choice = None
     p_alive = pd.Series(np.nan, index=profile.index, name="p_alive")
     if len(summary):
@@ -177,6 +202,7 @@ def model_inputs(
         else:
             choice = fit_purchase_model(summary, model)
             fitted = choice.model
+    stages.done("purchase_model")
     if fitted is not None:
         alive = fitted.probability_alive(summary["frequency"], summary["recency"], summary["T"])
         p_alive = pd.Series(alive, index=summary.index).reindex(profile.index).rename("p_alive")
@@ -348,6 +374,7 @@ def predict(
     activity: Literal["purchase", "any"] = "purchase",
     with_profile: bool = False,
     lang: Literal["en", "zh"] = "en",
+    progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """One row per profiled user as of ``as_of`` with the model predictions over ``horizon_days``
     (after the profile's own columns with ``with_profile``: it is computed here anyway).
@@ -380,13 +407,18 @@ def predict(
         What keeps a user from counting as churned: ``"purchase"`` or ``"any"`` activity.
     lang
         Language of ``churn_reasons``: ``"en"`` or ``"zh"``.
+    progress
+        Called with each stage of ``PREDICT_STAGES`` as it finishes; the seconds each took are
+        in ``result.attrs["timings"]``.
     """
+    stages = _Stages(progress)
     if not (isinstance(horizon_days, (int, np.integer)) and horizon_days >= 1):
         raise InputError(f"horizon_days = {horizon_days!r}; expected a whole number of days >= 1")
     _check_model(model)
     check_lang(lang)
     tables = dict(users=users, orders=orders, order_items=order_items, events=events)
-    now = model_inputs(**tables, as_of=as_of, settings=settings, engine=engine, execute=execute, model=model)
+    now = model_inputs(**tables, as_of=as_of, settings=settings, engine=engine, execute=execute, model=model,
+                       stages=stages)
     out = pd.DataFrame(index=now.profile.index)
     out.index.name = "user_id"
     for col in PREDICTION_COLUMNS[1:]:
@@ -409,6 +441,7 @@ def predict(
                 f"{as_of} 的 {name} 拟合无法给出 {len(expected)} 位购买用户中 {unknown} 位未来 {horizon_days} 天的"
                 "预期购买次数；可缩短 --horizon 或换用其他 --model",
             ), stacklevel=2)
+        stages.done("purchases")
         spend_model, spend, monetary = _spend(summary)
         out.loc[buyers, "expected_spend"] = spend
         months = max(1, round(horizon_days / DAYS_PER_MONTH))
@@ -421,19 +454,29 @@ def predict(
                 out.loc[buyers, col] = value[col].to_numpy()
         else:
             out.loc[buyers, "clv"] = _clv_without_spend_model(fitted, summary, spend, months)
+        stages.done("spend_clv")
         nxt = next_purchase(fitted, x, t_x, T, horizon=float(horizon_days))
         out.loc[buyers, "next_purchase_days"] = nxt["next_purchase_days"].to_numpy()
         out.loc[buyers, "next_purchase_within_horizon"] = nxt["next_purchase_within_horizon"].to_numpy()
+    else:
+        stages.done("purchases")
+        stages.done("spend_clv")
+    stages.done("next_purchase")
 
     # -- churn classifier (every profiled user) ----------------------------------------------
     churn = churn_model_at(
         tables, as_of=as_of, horizon_days=horizon_days, settings=settings, engine=engine,
         execute=execute, model=model, activity=activity, random_state=random_state,
     )
+    stages.done("churn_training")
     if churn is not None:
         features = churn_inputs(churn, now.features)
         out["churn_probability"] = churn.predict_proba(features)
+        stages.done("churn_scoring")
         out["churn_reasons"] = churn.reasons(features, top=3, lang=lang)
+    else:
+        stages.done("churn_scoring")
+    stages.done("churn_reasons")
     out = out.reset_index()[list(PREDICTION_COLUMNS)]
     result = now.profile.reset_index().merge(out, on="user_id", how="left") if with_profile else out
     if now.model_choice is not None:  # which purchase model, and why, for whoever shows the result
@@ -443,4 +486,5 @@ def predict(
             "reason_en": now.model_choice.reason_en,
             "reason_zh": now.model_choice.reason_zh,
         }
+    result.attrs["timings"] = stages.timings
     return result
