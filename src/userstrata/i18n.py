@@ -59,6 +59,17 @@ _LABELS: dict[str, dict[str, str]] = {
               "{days} days. n/a: not available.",
     },
     "purchase_model": {"zh": "购买模型", "en": "Purchase model"},
+    # BG/NBD with covariates (userstrata covariates)
+    "covariates_title": {"zh": "截至 {day} 保留的协变量系数", "en": "Covariates kept, as of {day}"},
+    "col.process": {"zh": "过程", "en": "Process"},
+    "col.covariate": {"zh": "协变量", "en": "Covariate"},
+    "col.coef": {"zh": "系数", "en": "Coefficient"},
+    "col.se": {"zh": "标准误", "en": "Std. error"},
+    "col.z": {"zh": "z 值", "en": "z"},
+    "col.p_value": {"zh": "p 值", "en": "p-value"},
+    "process.purchase": {"zh": "购买频率（alpha）", "en": "purchase rate (alpha)"},
+    "process.dropout_a": {"zh": "流失（a）", "en": "dropout (a)"},
+    "process.dropout_b": {"zh": "流失（b）", "en": "dropout (b)"},
     # the stages of a prediction, as a progress bar names them (models.predict.PREDICT_STAGES)
     "stage.profile": {"zh": "用户画像", "en": "profile"},
     "stage.summary": {"zh": "购买汇总", "en": "purchase summary"},

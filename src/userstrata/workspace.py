@@ -149,6 +149,14 @@ class Workspace:
         return renewals(self.table("orders"), self.table("order_items"), as_of=as_of or self.latest_date(),
                         settings=self.settings, engine=self.store.engine, execute=self.store.con.execute, **options)
 
+    def purchase_covariates(self, as_of: dt_.date | None = None, **options: Any) -> Any:
+        """Which static traits (channel, first-order value) drive purchasing and dropout, kept
+        only when they improve held-out fit (see ``models.drivers.purchase_covariates``)."""
+        from userstrata.models.drivers import purchase_covariates  # noqa: PLC0415
+
+        inputs = {k: v for k, v in self._inputs().items() if k not in ("order_items", "events")}
+        return purchase_covariates(**inputs, as_of=as_of or self.latest_date(), **options)
+
     def tier_shares(self, profile: pd.DataFrame) -> pd.DataFrame:
         return tier_shares(profile, self.settings.tiers)
 

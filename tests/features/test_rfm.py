@@ -130,6 +130,19 @@ def test_btyd_spend_is_exact():
     got = _execute(btyd_summary(table("orders", rows), as_of=AS_OF, clock=Clock())).set_index("user_id")
     assert got.loc["u1", "frequency"] == 2
     assert got.loc["u1", "monetary_mean"] == 0.3
+    assert got.loc["u1", "first_order_value"] == 9.99  # the first purchase day, net
+
+
+def test_first_order_value_is_the_first_days_net_spend():
+    # two orders on the first local day (one refunded in part), then a repeat; a one-day buyer
+    rows = [
+        order("o1", "u1", "2024-06-01 01:00", 5.5), order("o2", "u1", "2024-06-01 10:00", 4.0, refund=1.25),
+        order("o3", "u1", "2024-06-05 04:00", 100.0),
+        order("o4", "u2", "2024-06-10 04:00", 0.1),
+    ]
+    got = _execute(btyd_summary(table("orders", rows), as_of=AS_OF, clock=Clock())).set_index("user_id")
+    assert got.loc["u1", "first_order_value"] == 8.25  # 5.50 + 4.00 - 1.25
+    assert got.loc["u2", "first_order_value"] == 0.1 and got.loc[["u2"], "monetary_mean"].isna().all()
 
 
 def test_rfm_scores_are_quintiles_among_buyers():

@@ -48,6 +48,14 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def localize_columns(frame: pd.DataFrame, lang: i18n.Lang) -> pd.DataFrame:
+    """``frame`` with headers in ``lang`` and a ``process`` column's values named in it too."""
+    out = frame.copy()
+    if "process" in out.columns:
+        out["process"] = [i18n.label(f"process.{p}", lang) for p in out["process"]]
+    return out.rename(columns={c: heading(c, lang) for c in out.columns})
+
+
 def print_frame(frame: pd.DataFrame, title: str | None = None, *, wide: Iterable[str] = ()) -> None:
     """A (localised) frame as a terminal table; numbers right-aligned, ``wide`` columns folded."""
     wide = set(wide)

@@ -24,7 +24,14 @@ from userstrata.cli._app import (
     progress_bar,
     warnings_as_lines,
 )
-from userstrata.cli.output import line, print_backtest, print_model_choice, print_predictions
+from userstrata.cli.output import (
+    line,
+    localize_columns,
+    print_backtest,
+    print_frame,
+    print_model_choice,
+    print_predictions,
+)
 from userstrata.cli.profile import AsOfOpt, OutOpt
 
 MODELS = ("auto", "bgnbd", "pareto", "mbgnbd")  # as models.predict.MODEL_OPTIONS (kept light: no import)
@@ -125,3 +132,29 @@ def backtest(
     line(escape(f"{i18n.label('purchase_model', lang_)}{'：' if lang_ == 'zh' else ': '}{reason}"))
     line(f"tables: per_user.csv, by_frequency.csv, tracking.csv (day by day, the data of tracking.png) "
          f"in [bold]{escape(str(out))}[/]")
+
+
+@command
+def covariates(
+    as_of: AsOfOpt = None,
+    columns: Annotated[str, typer.Option(help="Comma-separated: channel, first_order_value.")] = "channel,first_order_value",
+    lang: LangOpt = "en",
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
+    config: ConfigOpt = None,
+) -> None:
+    """Which static traits drive purchasing and dropout (BG/NBD with covariates).
+
+    A trait is kept only when it improves the log-likelihood of held-out buyers; the kept
+    coefficients are shown with standard errors.
+    """
+    lang_ = check_lang(lang)
+    names = tuple(c.strip() for c in columns.split(",") if c.strip())
+    with open_workspace(workspace, config) as ws:
+        day = day_or_latest(ws, as_of, "--as-of")
+        with progress_bar() as progress, warnings_as_lines(lang_):
+            task = progress.add_task(i18n.label("stage.purchase_model", lang_), total=1)
+            result = ws.purchase_covariates(day, columns=names)
+            progress.advance(task)
+    line(escape(result.reason(lang_)))
+    if len(result.coefficients):
+        print_frame(localize_columns(result.coefficients, lang_), i18n.label("covariates_title", lang_).format(day=day))

@@ -87,7 +87,9 @@ def btyd_summary(orders: ir.Table, *, as_of: dt_.date, clock: Clock) -> ir.Table
     purchase day (t_x), ``T`` = days from the first purchase day to ``as_of`` (Fader, Hardie
     & Lee 2005; CDNOW's published summary is these in days / 7), ``monetary_mean`` = mean
     net spend per purchase day over the repeat days (Gamma-Gamma's z-bar; the first
-    purchase is left out as in the papers), from exact cents (not rounded: it feeds a model).
+    purchase is left out as in the papers), from exact cents (not rounded: it feeds a model);
+    ``first_order_value`` = net spend of the first purchase day (a static covariate of the
+    purchase models: :func:`~userstrata.models.select_covariates`).
     """
     p = purchases(orders, as_of=as_of, clock=clock)
     days = p.group_by(["user_id", "order_date"]).agg(day_cents=p.net_cents.sum().cast("int64"))
@@ -98,6 +100,7 @@ def btyd_summary(orders: ir.Table, *, as_of: dt_.date, clock: Clock) -> ir.Table
         last_day=days.order_date.max(),
         purchase_days=days.count(),
         repeat_cents=ibis.ifelse(days.is_first, 0, days.day_cents).sum().cast("int64"),
+        first_cents=ibis.ifelse(days.is_first, days.day_cents, 0).sum().cast("int64"),
     )
     frequency = per_user.purchase_days - 1
     return per_user.select(
@@ -109,4 +112,5 @@ def btyd_summary(orders: ir.Table, *, as_of: dt_.date, clock: Clock) -> ir.Table
         monetary_mean=ibis.ifelse(
             frequency > 0, per_user.repeat_cents.cast("float64") / (frequency * 100).cast("float64"), None
         ),
+        first_order_value=per_user.first_cents.cast("float64") / 100.0,
     )
