@@ -59,6 +59,14 @@ _LABELS: dict[str, dict[str, str]] = {
               "{days} days. n/a: not available.",
     },
     "purchase_model": {"zh": "购买模型", "en": "Purchase model"},
+    # the renewals table in a terminal: two-line headers, so that seven columns fit 80
+    "renewals.head.plan": {"zh": "会员套餐", "en": "Plan"},
+    "renewals.head.term_days": {"zh": "每期\n天数", "en": "Days\nper term"},
+    "renewals.head.members": {"zh": "累计\n会员", "en": "Members\nall time"},
+    "renewals.head.current_members": {"zh": "当前\n会员", "en": "Members\nnow"},
+    "renewals.head.retention_1": {"zh": "首次\n续费率", "en": "Renewal\n1st"},
+    "renewals.head.retention_2": {"zh": "第2次\n续费率", "en": "Renewal\n2nd"},
+    "renewals.head.derl_new": {"zh": "新会员\n续费期数", "en": "DERL,\nnew"},
     # BG/NBD with covariates (userstrata covariates)
     "covariates_title": {"zh": "截至 {day} 保留的协变量系数", "en": "Covariates kept, as of {day}"},
     "col.process": {"zh": "过程", "en": "Process"},

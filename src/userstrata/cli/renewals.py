@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from userstrata import export
+from userstrata import export, i18n
 from userstrata.cli._app import (
     DEFAULT_WORKSPACE_PATH,
     ConfigOpt,
@@ -27,8 +27,8 @@ from userstrata.cli._app import (
 from userstrata.cli.output import line
 from userstrata.cli.profile import AsOfOpt, OutOpt
 
-_FIT_COLUMNS = ("plan", "term_days", "members", "current_members", "alpha", "beta", "retention_1", "retention_2",
-                "retention_3", "derl_new")  # fmt: skip
+# alpha, beta and the 3rd renewal stay in Workspace.renewals().fits: seven columns fit 80
+_FIT_COLUMNS = ("plan", "term_days", "members", "current_members", "retention_1", "retention_2", "derl_new")
 _BACKTEST_COLUMNS = ("model", "terms", "renewed_share", "mean_predicted", "auc", "log_loss")
 
 
@@ -41,12 +41,12 @@ def _number(value: Any, fmt: str) -> str:
 def _print_fits(fits: pd.DataFrame, label, lang: str) -> None:
     view = Table(title=label("renewals.fits_title", lang))
     for col in _FIT_COLUMNS:
-        view.add_column(label(f"col.{col}", lang), justify="left" if col == "plan" else "right")
+        view.add_column(i18n.label(f"renewals.head.{col}", lang), justify="left" if col == "plan" else "right",
+                        no_wrap=True)
     for row in fits.itertuples(index=False):
         view.add_row(
             escape(str(row.plan)), f"{row.term_days:,}", f"{row.members:,}", f"{row.current_members:,}",
-            _number(row.alpha, ".3f"), _number(row.beta, ".3f"), _number(row.retention_1, ".1%"),
-            _number(row.retention_2, ".1%"), _number(row.retention_3, ".1%"), _number(row.derl_new, ".2f"),
+            _number(row.retention_1, ".1%"), _number(row.retention_2, ".1%"), _number(row.derl_new, ".2f"),
         )  # fmt: skip
     console.print(view)
 
@@ -54,7 +54,7 @@ def _print_fits(fits: pd.DataFrame, label, lang: str) -> None:
 def _print_backtest(result: Any, label, lang: str, days: int, timezone: str) -> None:
     if len(result.backtest) == 0:
         return
-    cutoff = f"{pd.Timestamp(result.backtest_cutoff).tz_localize('UTC').tz_convert(timezone):%Y-%m-%d %H:%M}"
+    cutoff = f"{pd.Timestamp(result.backtest_cutoff).tz_localize('UTC').tz_convert(timezone):%Y-%m-%d}"
     view = Table(title=label("renewals.backtest_title", lang).format(cutoff=cutoff, days=days))
     for col in _BACKTEST_COLUMNS:
         view.add_column(label(f"col.{col}", lang), justify="left" if col == "model" else "right")
