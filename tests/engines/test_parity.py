@@ -192,6 +192,7 @@ def test_predictions(on_duckdb, on_spark):
     duck = on_duckdb.predict(END, horizon_days=HORIZON)
     spark = on_spark.predict(END, horizon_days=HORIZON)
     assert list(spark.columns) == list(duck.columns)
+    assert duck.attrs["purchase_model"] == spark.attrs["purchase_model"]  # the same model, chosen the same way
     duck, spark = (f.sort_values("user_id").reset_index(drop=True) for f in (duck, spark))
     assert duck["p_alive"].notna().sum() > 1000 and duck["churn_probability"].notna().all()
     for col in duck.columns:
@@ -210,6 +211,25 @@ def test_backtest(on_duckdb, on_spark):
     assert len(duck.per_user) > 1000 and len(duck.by_frequency) > 1
     for got, expected in ((spark.per_user, duck.per_user), (spark.by_frequency, duck.by_frequency)):
         pd.testing.assert_frame_equal(got.sort_index().reset_index(), expected.sort_index().reset_index(), rtol=1e-9)
+    # the cohort tracking: counted by the engine per day, expected from the same model
+    assert len(duck.tracking) > 100 and duck.purchase_model == spark.purchase_model
+    pd.testing.assert_frame_equal(spark.tracking, duck.tracking, rtol=1e-9)
+
+
+def test_renewals(on_duckdb, on_spark):
+    duck, spark = on_duckdb.renewals(END), on_spark.renewals(END)
+    assert len(duck.members) > 100 and duck.fits["alpha"].notna().any()
+    for name in ("fits", "members", "cohorts", "backtest"):
+        got, expected = getattr(spark, name), getattr(duck, name)
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True), rtol=1e-9,
+                                      obj=name)
+
+
+def test_purchase_covariates(on_duckdb, on_spark):
+    duck, spark = on_duckdb.purchase_covariates(END), on_spark.purchase_covariates(END)
+    assert (duck.kept, duck.dropped) == (spark.kept, spark.dropped)
+    assert duck.holdout_gain == pytest.approx(spark.holdout_gain, rel=1e-9)
+    pd.testing.assert_frame_equal(spark.coefficients, duck.coefficients, rtol=1e-9)
 
 
 # -- what a Spark workspace refuses, with a message naming it -------------------------------

@@ -66,3 +66,17 @@ def test_a_model_that_fails_drops_out_and_is_named(monkeypatch):
     monkeypatch.setitem(choice_module.PURCHASE_MODELS, "mbgnbd", Broken)
     with pytest.raises(InputError, match="no purchase model could be fitted: BG/NBD: cannot fit"):
         choose_purchase_model(*_shop("bgnbd", 3))
+
+
+def test_a_large_base_chooses_on_a_sample_and_fits_the_winner_on_everyone():
+    x, t_x, T = _shop("mbgnbd", 4, n=6000)
+    choice = choose_purchase_model(x, t_x, T, sample=3000)
+    assert choice.name == "mbgnbd"
+    whole = ModifiedBetaGeo().fit(x, t_x, T)  # the winner, refitted on all 6,000
+    for k, v in whole.params_.items():
+        assert choice.model.params_[k] == pytest.approx(v, rel=1e-9)
+    assert "on a random 3,000 of 6,000 buyers" in choice.reason_en
+    assert "随机抽取的 3,000 位（共 6,000 位）" in choice.reason_zh
+    n = 3000  # the BIC shown is the sample's
+    sample_ll = choice.candidates.set_index("model").loc["mbgnbd", "log_likelihood"]
+    assert choice.candidates.set_index("model").loc["mbgnbd", "bic"] == pytest.approx(4 * np.log(n) - 2 * sample_ll)

@@ -293,9 +293,9 @@ def backtest(
     per_user["churned"] = labels.reindex(per_user.index).astype(bool)
     per_user["churn_probability"] = np.nan
 
-    churn = churn_model_at(
+    churn = churn_model_at(  # p_alive from the same model at training and scoring time
         tables, as_of=cutoff, horizon_days=churn_h, settings=settings, engine=engine,
-        execute=execute, model=model, activity=activity, random_state=random_state,
+        execute=execute, model=calib.model_choice.name, activity=activity, random_state=random_state,
     )
     if churn is not None:
         per_user["churn_probability"] = churn.predict_proba(churn_inputs(churn, calib.features))

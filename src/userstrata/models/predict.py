@@ -464,9 +464,11 @@ def predict(
     stages.done("next_purchase")
 
     # -- churn classifier (every profiled user) ----------------------------------------------
+    # the classifier's p_alive feature comes from the same model at training and scoring time
+    same = now.model_choice.name if now.model_choice is not None else model
     churn = churn_model_at(
         tables, as_of=as_of, horizon_days=horizon_days, settings=settings, engine=engine,
-        execute=execute, model=model, activity=activity, random_state=random_state,
+        execute=execute, model=same, activity=activity, random_state=random_state,
     )
     stages.done("churn_training")
     if churn is not None:
