@@ -95,7 +95,7 @@ def _summary(x, z, zero_share=0.0, seed=1):
     rng = np.random.default_rng(seed)
     z = z.copy()
     z[rng.random(len(z)) < zero_share] = 0.0  # repeat orders all refunded: net mean spend 0
-    return pd.DataFrame({"frequency": x, "monetary_mean": z, "recency": x, "T": x + 10})
+    return pd.DataFrame({"frequency": x, "monetary_mean": z, "recency": x, "T": x + 10, "first_order_value": z})
 
 
 def test_repeaters_refunded_in_full_stay_out_of_the_fit():
@@ -126,3 +126,15 @@ def test_a_homogeneous_shop_is_told_in_both_languages():
     assert "finds no spend differences between buyers beyond chance" in notices[0].text("en")
     assert "95% 轮廓似然界" in notices[0].text("zh")
     assert model.q_fixed_ and len(np.unique(spend.round(6))) > len(spend) // 2
+
+
+def test_a_shop_where_nobody_bought_twice_yet_gets_the_mean_first_purchase():
+    # before: NaN spend and CLV for every buyer of a new shop
+    summary = pd.DataFrame({"frequency": [0.0, 0.0, 0.0], "monetary_mean": [np.nan] * 3, "recency": [0.0] * 3,
+                            "T": [3.0, 9.0, 20.0], "first_order_value": [10.0, 20.0, 60.0]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, spend, _ = _spend(summary)
+    assert model is None and np.array_equal(spend, [30.0, 30.0, 30.0])
+    (notice,) = [w.message for w in caught]
+    assert "mean spend of a first purchase day (30.00)" in notice.text("en") and "30.00" in notice.text("zh")

@@ -144,7 +144,8 @@ def _btyd_frame(orders: ir.Table, *, as_of: dt_.date, clock: Clock, execute: Exe
     summary = execute(btyd_summary(orders, as_of=as_of, clock=clock)).set_index("user_id")
     for col in ("frequency", "recency", "T"):
         summary[col] = summary[col].astype("float64")
-    summary["monetary_mean"] = summary["monetary_mean"].astype("float64")
+    for col in ("monetary_mean", "first_order_value"):
+        summary[col] = summary[col].astype("float64")
     return summary.sort_index()
 
 
@@ -272,10 +273,13 @@ def _spend(summary: pd.DataFrame) -> tuple[GammaGamma | None, np.ndarray, np.nda
             reason = f"the Gamma-Gamma fit failed ({exc})"
     else:
         reason = f"only {repeaters} repeat buyers with a positive spend (Gamma-Gamma needs {MIN_REPEATERS})"
-    if not (x > 0).any():
-        warnings.warn(Notice("no repeat buyers: expected spend and CLV are NaN",
-                             "没有复购用户：预期客单价与 CLV 无法估计"), stacklevel=3)
-        return None, np.full(len(summary), np.nan), monetary
+    if not (x > 0).any():  # a new shop: nobody has bought twice yet, so first purchases are all there is
+        fallback = float(summary["first_order_value"].mean())
+        warnings.warn(Notice(
+            f"no repeat buyers: expected spend is the mean spend of a first purchase day ({fallback:.2f}) "
+            "for every buyer; CLV has no interval",
+            f"没有复购用户：每位用户的预期客单价都取首个购买日的平均消费 {fallback:.2f}；CLV 没有区间"), stacklevel=3)
+        return None, np.full(len(summary), fallback), monetary
     fallback = float(summary.loc[x > 0, "monetary_mean"].mean())  # refunds included: the net average
     warnings.warn(
         Notice(f"expected spend is the mean spend per repeat purchase day ({fallback:.2f}) for every buyer: {reason}; "
