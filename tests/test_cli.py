@@ -504,6 +504,18 @@ def test_backtest_reports_accuracy_and_plots(tmp_path, cdnow):
     assert len(per_user) == 2357
 
 
+def test_backtest_speaks_chinese(tmp_path, cdnow):
+    result = invoke("backtest", "--cutoff", "1997-09-30", "--horizon", "39w", "--churn-horizon", "90d",
+                    "--model", "bgnbd", "--lang", "zh", "--out", tmp_path / "bt", *cdnow)
+    assert result.exit_code == 0, result.output
+    for text in ("回测：截止 1997-09-30", "合计误差 %", "流失分类器 AUC", "1 - 存活概率 AUC", "按校准期复购次数",
+                 "购买队列跟踪：", "购买模型：BG/NBD"):
+        assert text in result.stdout, text
+    # every metric has a name for people: no machine key is left in the table
+    assert not re.search(r"\b(total_error_pct|classifier_auc|palive_brier|tracking_cum_error_pct)\b", result.stdout)
+    assert "e+0" not in result.stdout  # 22,530, not 2.253e+04
+
+
 # -- the predictions summary -------------------------------------------------------------------
 
 

@@ -203,31 +203,52 @@ def print_model_choice(frame: pd.DataFrame, lang: i18n.Lang) -> None:
         line(escape(f"{i18n.label('purchase_model', lang)}{sep}{choice['reason_zh' if lang == 'zh' else 'reason_en']}"))
 
 
-def print_backtest(result: Any, title: str) -> None:
-    """Accuracy metrics, then predicted vs actual purchases by calibration frequency."""
+def metric_label(key: str, lang: i18n.Lang) -> str:
+    """A backtest metric's name for people: its own label, a parameter, or "<who> <score>"."""
+    t = i18n.label
+    if t(f"metric.{key}", lang) != f"metric.{key}":
+        return t(f"metric.{key}", lang)
+    if key.startswith("param_"):
+        return t("metric.param", lang).format(name=key.removeprefix("param_"))
+    for score in ("pr_auc", "auc", "brier"):  # pr_auc before auc: "x_pr_auc" also ends in "_auc"
+        who = key.removesuffix(f"_{score}")
+        if who != key and t(f"metric.who.{who}", lang) != f"metric.who.{who}":
+            return f"{t(f'metric.who.{who}', lang)} {t(f'metric.score.{score}', lang)}"
+    return key
+
+
+def _metric_value(value: Any) -> str:
+    """Counts and large numbers whole with separators (22,530, not 2.253e+04), others to 4 digits."""
+    if not isinstance(value, float):
+        return str(value)
+    if pd.isna(value):
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 1000 or value.is_integer() else f"{value:.4g}"
+
+
+def print_backtest(result: Any, title: str, lang: i18n.Lang = "en") -> None:
+    """Accuracy metrics, predicted vs actual purchases by calibration frequency, the cohort tracking."""
+    t = i18n.label
     view = Table(title=title)
-    view.add_column("metric")
-    view.add_column("value", justify="right")
+    view.add_column(t("backtest.metric", lang))
+    view.add_column(t("backtest.value", lang), justify="right")
     for key, value in result.metrics.items():
-        view.add_row(key, f"{value:,.4g}" if isinstance(value, float) else str(value))
+        view.add_row(metric_label(key, lang), _metric_value(value))
     console.print(view)
-    view = Table(title="predicted vs actual purchases by calibration repeat purchases")
+    view = Table(title=t("backtest.by_frequency_title", lang))
     for col in result.by_frequency.columns:
-        view.add_column(str(col), justify="right")
+        view.add_column(heading(str(col), lang), justify="right")
     for row in result.by_frequency.itertuples(index=False):
         view.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row))
     console.print(view)
     m = result.metrics
     if "tracking_cum_error_pct" in m:
-        line(
-            f"cohort tracking: {m['tracking_expected_cum_end']:,.0f} repeat transactions expected vs "
-            f"{m['tracking_actual_cum_end']:,.0f} actual by the end of the holdout "
-            f"({m['tracking_cum_error_pct']:+.1f}%); "
-            f"in the holdout alone {m['tracking_holdout_expected']:,.0f} vs {m['tracking_holdout_actual']:,.0f} "
-            f"({m['tracking_holdout_error_pct']:+.1f}%)"
-        )
+        line(escape(t("backtest.tracking", lang).format(
+            expected=m["tracking_expected_cum_end"], actual=m["tracking_actual_cum_end"],
+            error=m["tracking_cum_error_pct"], h_expected=m["tracking_holdout_expected"],
+            h_actual=m["tracking_holdout_actual"], h_error=m["tracking_holdout_error_pct"])))
     for name, path in result.plots.items():
-        line(f"{name}: [bold]{escape(str(path))}[/]")
+        line(f"{t(f'backtest.plot.{name}', lang)}: [bold]{escape(str(path))}[/]")
 
 
 # -- the schema ------------------------------------------------------------------------------

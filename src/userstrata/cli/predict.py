@@ -126,12 +126,12 @@ def backtest(
     # one row per day: the cohort's actual and expected repeat transactions (the tracking chart's data)
     result.tracking.to_csv(out / "tracking.csv", index=False)
     # the horizon actually scored: cut to the days in the data, with a warning, when it ran past them
-    print_backtest(result, f"backtest: cutoff {day}, horizon {result.metrics['horizon_days']:.0f} days, "
-                           f"model {result.purchase_model['name']}")
+    title = i18n.label("backtest.title", lang_).format(
+        day=day, days=f"{result.metrics['horizon_days']:.0f}", model=result.purchase_model["name"])
+    print_backtest(result, title, lang_)
     reason = result.purchase_model["reason_zh" if lang_ == "zh" else "reason_en"]
     line(escape(f"{i18n.label('purchase_model', lang_)}{'：' if lang_ == 'zh' else ': '}{reason}"))
-    line(f"tables: per_user.csv, by_frequency.csv, tracking.csv (day by day, the data of tracking.png) "
-         f"in [bold]{escape(str(out))}[/]")
+    line(f"{escape(i18n.label('backtest.tables', lang_))} [bold]{escape(str(out))}[/]")
 
 
 @command

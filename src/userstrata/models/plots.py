@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from sklearn.calibration import calibration_curve
 
-from userstrata.errors import InputError
+from userstrata.errors import InputError, Notice
 from userstrata.models.churn import check_lang
 from userstrata.models.tracking import weekly_tracking
 
@@ -136,11 +136,11 @@ def plot_tracking(tracking: pd.DataFrame, ax=None, lang: str = "en"):
     if lang == "zh":
         font = _cjk_font()
         if font is None:
-            warnings.warn(
+            warnings.warn(Notice(
                 "no font with Chinese glyphs is installed, so the tracking chart has English labels; "
                 "install one (e.g. fonts-noto-cjk) for Chinese labels",
-                stacklevel=2,
-            )
+                "未安装含中文字形的字体，购买队列跟踪图使用英文标注；安装中文字体（如 fonts-noto-cjk）后即为中文",
+            ), stacklevel=2)
             lang = "en"
     if ax is None:
         fig = Figure(figsize=(7.2, 7.6), layout="constrained")

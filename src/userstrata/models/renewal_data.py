@@ -34,7 +34,7 @@ import pandas as pd
 
 from userstrata import i18n
 from userstrata.config import RenewalSettings, Settings
-from userstrata.errors import InputError
+from userstrata.errors import InputError, Notice
 from userstrata.features import purchases
 from userstrata.features._time import Clock
 from userstrata.models.churn import check_lang
@@ -688,11 +688,11 @@ def plot_renewal_curves(curves: pd.DataFrame, ax=None, *, lang: str = "zh"):
     if lang == "zh":
         font = _cjk_font()
         if font is None:
-            warnings.warn(
+            warnings.warn(Notice(
                 "no font with Chinese glyphs is installed, so the renewal chart has English labels; "
                 "install one (e.g. fonts-noto-cjk) for Chinese labels",
-                stacklevel=2,
-            )
+                "未安装含中文字形的字体，续费曲线图使用英文标注；安装中文字体（如 fonts-noto-cjk）后即为中文",
+            ), stacklevel=2)
             lang = "en"
     if ax is None:
         fig = Figure(figsize=(7.2, 4.6), layout="constrained")
