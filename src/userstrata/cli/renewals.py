@@ -80,7 +80,7 @@ def renewals(
 
     Plans and term lengths come from [renewals.plans] in userstrata.toml.
     """
-    from userstrata.models.renewal_data import plot_renewal_curves, renewal_label
+    from userstrata.models.renewal_data import plot_renewal_curves
 
     lang_ = check_lang(lang)
     export.check_path(out)
@@ -91,19 +91,19 @@ def renewals(
             result = ws.renewals(day, backtest_days=backtest_days)
             progress.advance(task)
             members = result.members
-            if out.suffix.lower() != ".parquet":  # headers for people until the labels are in i18n
-                members = members.rename(columns={c: renewal_label(f"col.{c}", lang_) for c in members.columns
+            if out.suffix.lower() != ".parquet":  # headers and statuses for people; parquet keeps the codes
+                members = members.rename(columns={c: i18n.label(f"col.{c}", lang_) for c in members.columns
                                                   if c != "user_id"})
-                members[renewal_label("col.status", lang_)] = result.members["status"].map(
-                    lambda s: renewal_label(f"status.{s}", lang_))  # fmt: skip
+                members[i18n.label("col.status", lang_)] = result.members["status"].map(
+                    lambda s: i18n.label(f"status.{s}", lang_))  # fmt: skip
             export.write_table(members, out, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             if chart is not None:
                 chart.parent.mkdir(parents=True, exist_ok=True)
                 plot_renewal_curves(result.curves, lang=lang_).savefig(chart, dpi=120)
             progress.advance(task)
-    _print_fits(result.fits, renewal_label, lang_)
-    _print_backtest(result, renewal_label, lang_, backtest_days, ws.settings.timezone)
-    count = renewal_label("renewals.members_count", lang_).format(n=len(result.members), day=day)
-    line(f"{renewal_label('renewals.members_written', lang_)}: [bold]{escape(str(out))}[/] {escape(count)}")
+    _print_fits(result.fits, i18n.label, lang_)
+    _print_backtest(result, i18n.label, lang_, backtest_days, ws.settings.timezone)
+    count = i18n.label("renewals.members_count", lang_).format(n=len(result.members), day=day)
+    line(f"{i18n.label('renewals.members_written', lang_)}: [bold]{escape(str(out))}[/] {escape(count)}")
     if chart is not None:
-        line(f"{renewal_label('renewals.chart_written', lang_)}: [bold]{escape(str(chart))}[/]")
+        line(f"{i18n.label('renewals.chart_written', lang_)}: [bold]{escape(str(chart))}[/]")

@@ -112,6 +112,23 @@ def _cjk_font() -> str | None:
     return next((name for name in _CJK_FONTS if name in installed), None)
 
 
+def chart_language(lang: str, chart_en: str, chart_zh: str):
+    """``(lang, font)`` for a chart: Chinese needs a font with Chinese glyphs; without one the
+    chart falls back to English labels and says so (a ``Notice``) rather than drawing empty boxes."""
+    lang = check_lang(lang)
+    if lang != "zh":
+        return lang, None
+    font = _cjk_font()
+    if font is None:
+        warnings.warn(Notice(
+            f"no font with Chinese glyphs is installed, so the {chart_en} has English labels; "
+            "install one (e.g. fonts-noto-cjk) for Chinese labels",
+            f"未安装含中文字形的字体，{chart_zh}使用英文标注；安装中文字体（如 fonts-noto-cjk）后即为中文",
+        ), stacklevel=3)
+        return "en", None
+    return lang, font
+
+
 def plot_tracking(tracking: pd.DataFrame, ax=None, lang: str = "en"):
     """Cohort tracking: cumulative and weekly repeat transactions, actual vs model, cutoff marked.
 
@@ -131,17 +148,7 @@ def plot_tracking(tracking: pd.DataFrame, ax=None, lang: str = "en"):
     -------
     matplotlib.figure.Figure
     """
-    lang = check_lang(lang)
-    font = None
-    if lang == "zh":
-        font = _cjk_font()
-        if font is None:
-            warnings.warn(Notice(
-                "no font with Chinese glyphs is installed, so the tracking chart has English labels; "
-                "install one (e.g. fonts-noto-cjk) for Chinese labels",
-                "未安装含中文字形的字体，购买队列跟踪图使用英文标注；安装中文字体（如 fonts-noto-cjk）后即为中文",
-            ), stacklevel=2)
-            lang = "en"
+    lang, font = chart_language(lang, "tracking chart", "购买队列跟踪图")
     if ax is None:
         fig = Figure(figsize=(7.2, 7.6), layout="constrained")
         ax_cum, ax_week = fig.subplots(2, 1)

@@ -34,22 +34,19 @@ import pandas as pd
 
 from userstrata import i18n
 from userstrata.config import RenewalSettings, Settings
-from userstrata.errors import InputError, Notice
+from userstrata.errors import InputError
 from userstrata.features import purchases
 from userstrata.features._time import Clock
-from userstrata.models.churn import check_lang
 from userstrata.models.renewals import ShiftedBetaGeo
 
 __all__ = [
     "MEMBER_COLUMNS",
-    "RENEWAL_LABELS",
     "RenewalsResult",
     "build_terms",
     "cohort_counts",
     "membership_lines",
     "plan_terms",
     "plot_renewal_curves",
-    "renewal_label",
     "renewals",
     "spells_at",
 ]
@@ -70,70 +67,6 @@ MEMBER_COLUMNS = (
     "user_id", "plan", "term_days", "price", "cohort", "renewals", "status", "term_start", "term_end",
     "days_to_expiry", "p_renew_next", "derl", "residual_value",
 )  # fmt: skip
-
-# Labels for people (zh/en): column headers and chart text. They belong in i18n.py; until they
-# move there, renewal_label() looks in i18n first and here second.
-RENEWAL_LABELS: dict[str, dict[str, str]] = {
-    "col.plan": {"zh": "会员套餐", "en": "Plan"},
-    "col.term_days": {"zh": "每期天数", "en": "Days per term"},
-    "col.price": {"zh": "每期价格", "en": "Price per term"},
-    "col.cohort": {"zh": "入会月份", "en": "Joined (month)"},
-    "col.renewals": {"zh": "已续费次数", "en": "Renewals so far"},
-    "col.status": {"zh": "会员状态", "en": "Status"},
-    "col.term_start": {"zh": "本期开始时间", "en": "Current term start"},
-    "col.term_end": {"zh": "本期到期时间", "en": "Current term end"},
-    "col.days_to_expiry": {"zh": "距到期天数", "en": "Days to expiry"},
-    "col.p_renew_next": {"zh": "下次到期续费概率", "en": "P(renew at next expiry)"},
-    "col.derl": {"zh": "预计剩余续费期数(折现)", "en": "Discounted expected residual terms"},
-    "col.residual_value": {"zh": "预计剩余价值", "en": "Expected residual value"},
-    "col.members": {"zh": "会员数(累计)", "en": "Members (all time)"},
-    "col.current_members": {"zh": "当前会员数", "en": "Current members"},
-    "col.lapsed": {"zh": "已流失", "en": "Lapsed"},
-    "col.alpha": {"zh": "alpha", "en": "alpha"},
-    "col.beta": {"zh": "beta", "en": "beta"},
-    "col.retention_1": {"zh": "首次续费率", "en": "Renewal rate, 1st expiry"},
-    "col.retention_2": {"zh": "第2次续费率", "en": "Renewal rate, 2nd expiry"},
-    "col.retention_3": {"zh": "第3次续费率", "en": "Renewal rate, 3rd expiry"},
-    "col.derl_new": {"zh": "新会员剩余续费期数(折现)", "en": "DERL of a new member"},
-    "col.model": {"zh": "模型", "en": "Model"},
-    "col.terms": {"zh": "到期会员数", "en": "Expiring terms"},
-    "col.renewed_share": {"zh": "实际续费率", "en": "Renewed share"},
-    "col.mean_predicted": {"zh": "平均预测续费率", "en": "Mean predicted"},
-    "col.auc": {"zh": "AUC", "en": "AUC"},
-    "col.log_loss": {"zh": "对数损失", "en": "Log loss"},
-    "status.active": {"zh": "有效", "en": "active"},
-    "status.grace": {"zh": "宽限期", "en": "in grace period"},
-    "status.lapsed": {"zh": "已流失", "en": "lapsed"},
-    "model.sbg": {"zh": "sBG 模型", "en": "sBG model"},
-    "model.classifier": {"zh": "分类器", "en": "classifier"},
-    "renewals.fits_title": {"zh": "会员续费：各套餐 sBG 模型", "en": "Membership renewals: sBG fit per plan"},
-    "renewals.backtest_title": {
-        "zh": "回测：{cutoff} 后 {days} 天内到期的会员",
-        "en": "Backtest: terms ending within {days} days after {cutoff}",
-    },
-    "renewals.members_written": {"zh": "会员续费预测已写入", "en": "Member renewal predictions written to"},
-    "renewals.members_count": {
-        "zh": "（{n:,} 名当前会员，截至 {day}）", "en": "({n:,} current members, as of {day})",
-    },
-    "renewals.chart_written": {"zh": "留存曲线已写入", "en": "Survival chart written to"},
-    "renewals.chart_title": {
-        "zh": "会员留存：实际 vs sBG 模型", "en": "Members still paying: actual vs sBG model",
-    },
-    "renewals.chart_x": {"zh": "入会后的期数", "en": "terms since joining"},
-    "renewals.chart_y": {"zh": "仍在续费的比例", "en": "share still paying"},
-    "renewals.actual": {"zh": "实际", "en": "actual"},
-    "renewals.model": {"zh": "sBG 模型", "en": "sBG"},
-}
-
-
-def renewal_label(key: str, lang: i18n.Lang = "en") -> str:
-    """The label of ``key`` in ``lang``: from ``i18n`` when it has one, else from ``RENEWAL_LABELS``."""
-    text = i18n.label(key, lang)
-    if text != key:
-        return text
-    entry = RENEWAL_LABELS.get(key)
-    return entry[lang] if entry else key
-
 
 # --------------------------------------------------------------------------- plans and orders
 
@@ -681,19 +614,9 @@ def plot_renewal_curves(curves: pd.DataFrame, ax=None, *, lang: str = "zh"):
     """
     from matplotlib.figure import Figure
 
-    from userstrata.models.plots import _cjk_font  # the one list of Chinese fonts
+    from userstrata.models.plots import chart_language
 
-    lang = check_lang(lang)
-    font = None
-    if lang == "zh":
-        font = _cjk_font()
-        if font is None:
-            warnings.warn(Notice(
-                "no font with Chinese glyphs is installed, so the renewal chart has English labels; "
-                "install one (e.g. fonts-noto-cjk) for Chinese labels",
-                "未安装含中文字形的字体，续费曲线图使用英文标注；安装中文字体（如 fonts-noto-cjk）后即为中文",
-            ), stacklevel=2)
-            lang = "en"
+    lang, font = chart_language(lang, "renewal chart", "续费曲线图")
     if ax is None:
         fig = Figure(figsize=(7.2, 4.6), layout="constrained")
         ax = fig.add_subplot()
@@ -712,12 +635,12 @@ def plot_renewal_curves(curves: pd.DataFrame, ax=None, *, lang: str = "zh"):
             ax.plot(group["period"], group["sbg_survival"], linestyle="--", color=color)
         plan_handles.append(Line2D([], [], color=color, label=str(plan)))
     styles = [
-        Line2D([], [], color="#555555", marker="o", markersize=4, label=renewal_label("renewals.actual", lang)),
-        Line2D([], [], color="#555555", linestyle="--", label=renewal_label("renewals.model", lang)),
+        Line2D([], [], color="#555555", marker="o", markersize=4, label=i18n.label("renewals.actual", lang)),
+        Line2D([], [], color="#555555", linestyle="--", label=i18n.label("renewals.model", lang)),
     ]
-    ax.set_title(renewal_label("renewals.chart_title", lang))
-    ax.set_xlabel(renewal_label("renewals.chart_x", lang))
-    ax.set_ylabel(renewal_label("renewals.chart_y", lang))
+    ax.set_title(i18n.label("renewals.chart_title", lang))
+    ax.set_xlabel(i18n.label("renewals.chart_x", lang))
+    ax.set_ylabel(i18n.label("renewals.chart_y", lang))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
