@@ -368,3 +368,16 @@ def test_on_a_simulated_shop_reasons_are_unique_and_nobody_at_risk_goes_without(
     at_risk = out["churn_probability"] > base
     assert at_risk.sum() > 100
     assert (reasons[at_risk].map(len) >= 1).all(), out.loc[at_risk & (reasons.map(len) == 0)].head()
+
+
+def test_small_shops_average_the_fold_models_large_ones_score_one(monkeypatch):
+    import importlib
+
+    churn = importlib.import_module("userstrata.models.churn")
+    train = _synthetic_features(1500, seed=3)
+    y = train["inactive_days"] > 60
+    assert len(ChurnModel(random_state=0).fit(train, y).model_.calibrated_classifiers_) == 5  # one per fold
+    monkeypatch.setattr(churn, "ENSEMBLE_ROWS", 1000)  # as if the shop were large
+    one = ChurnModel(random_state=0).fit(train, y)
+    assert len(one.model_.calibrated_classifiers_) == 1
+    assert len(ChurnModel(random_state=0, ensemble=True).fit(train, y).model_.calibrated_classifiers_) == 5

@@ -76,6 +76,8 @@ _MIN_OBSERVED = 10
 # dominates small fits (2,000 users x 17 features: 0.25 s on one thread, 1.5 s on two busy
 # cores, measured here), and several threads only pay off on large tables.
 _PARALLEL_ROWS = 20_000
+# Up to this many training users the classifier averages its fold models (ChurnModel(ensemble="auto"))
+ENSEMBLE_ROWS = 50_000
 # cells (rows x features) of one stacked block in ChurnModel.contributions: ~50 MB of float64
 _CONTRIBUTION_CELLS = 6_000_000
 
@@ -207,6 +209,9 @@ class ChurnModel:
     max_train_rows
         Above this many users the classifier trains on a random sample of them: 17 features need
         far fewer rows than a large shop has, and training time grows with the rows.
+    ensemble
+        Average the calibrated fold models (True) or refit one booster on all rows (False);
+        "auto": the average up to ``ENSEMBLE_ROWS`` training users, one booster above.
 
     Attributes
     ----------
@@ -231,9 +236,11 @@ class ChurnModel:
         max_leaf_nodes: int = 15,
         l2_regularization: float = 1.0,
         max_train_rows: int = 200_000,
+        ensemble: Literal["auto"] | bool = "auto",
     ):
         self.random_state = random_state
         self.max_train_rows = max_train_rows
+        self.ensemble = ensemble
         self.calibration = calibration
         self.cv = cv
         self.max_iter = max_iter
@@ -277,10 +284,12 @@ class ChurnModel:
             l2_regularization=self.l2_regularization,
             random_state=self.random_state,
         )
-        # ensemble=False: the calibrator learns from out-of-fold scores, then one booster is refitted
-        # on all rows; scoring (and the reasons, ~20 scorings per user) then runs one booster,
-        # not one per fold (5x faster at the same calibration, measured in BENCHMARKS.md)
-        model = CalibratedClassifierCV(booster, method=method, cv=max(2, min(self.cv, n_minority)), ensemble=False)
+        # Up to ENSEMBLE_ROWS users, the average of the fold models (scikit-learn's default, the
+        # better AUC: up to 0.015 on the shops in docs/predictions.md); above, one booster refitted
+        # on all rows after calibrating on out-of-fold scores, so that scoring (and the reasons,
+        # ~20 scorings per user) runs one booster instead of one per fold (BENCHMARKS.md)
+        ensemble = len(y) <= ENSEMBLE_ROWS if self.ensemble == "auto" else bool(self.ensemble)
+        model = CalibratedClassifierCV(booster, method=method, cv=max(2, min(self.cv, n_minority)), ensemble=ensemble)
         Xf, yf = X.to_numpy(), y
         if len(y) > self.max_train_rows:  # a random sample in each class keeps the churn rate
             rng = np.random.default_rng(self.random_state)
