@@ -192,6 +192,15 @@ _LABELS: dict[str, dict[str, str]] = {
     "renewals.chart_y": {"zh": "仍在续费的比例", "en": "share still paying"},
     "renewals.actual": {"zh": "实际", "en": "actual"},
     "renewals.model": {"zh": "sBG 模型", "en": "sBG"},
+    # the cohort tracking chart (models/plots.py)
+    "tracking.title_cum": {"zh": "累计复购次数：实际 vs 模型", "en": "Cumulative repeat transactions: actual vs model"},
+    "tracking.title_weekly": {"zh": "每周复购次数：实际 vs 模型", "en": "Weekly repeat transactions: actual vs model"},
+    "tracking.actual": {"zh": "实际", "en": "actual"},
+    "tracking.expected": {"zh": "模型预期", "en": "model"},
+    "tracking.cutoff": {"zh": "校准期截止", "en": "end of calibration"},
+    "tracking.week": {"zh": "周（自首批客户购买起）", "en": "week (from the cohort's first purchases)"},
+    "tracking.cum": {"zh": "累计复购次数", "en": "cumulative repeat transactions"},
+    "tracking.weekly": {"zh": "复购次数", "en": "repeat transactions"},
 }
 
 

@@ -16,23 +16,15 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from sklearn.calibration import calibration_curve
 
+from userstrata import i18n
 from userstrata.errors import InputError, Notice
 from userstrata.models.churn import check_lang
 from userstrata.models.tracking import weekly_tracking
 
 __all__ = ["plot_calibration", "plot_frequency_conditional", "plot_tracking"]
 
-# Chart labels of plot_tracking. They belong in i18n.py with the other labels.
-_TRACKING_LABELS: dict[str, dict[str, str]] = {
-    "title_cum": {"zh": "累计复购次数：实际 vs 模型", "en": "Cumulative repeat transactions: actual vs model"},
-    "title_weekly": {"zh": "每周复购次数：实际 vs 模型", "en": "Weekly repeat transactions: actual vs model"},
-    "actual": {"zh": "实际", "en": "actual"},
-    "expected": {"zh": "模型预期", "en": "model"},
-    "cutoff": {"zh": "校准期截止", "en": "end of calibration"},
-    "week": {"zh": "周（自首批客户购买起）", "en": "week (from the cohort's first purchases)"},
-    "cum": {"zh": "累计复购次数", "en": "cumulative repeat transactions"},
-    "weekly": {"zh": "复购次数", "en": "repeat transactions"},
-}
+# the chart's texts, in i18n as "tracking.<key>"
+TRACKING_LABEL_KEYS = ("title_cum", "title_weekly", "actual", "expected", "cutoff", "week", "cum", "weekly")
 # Fonts with Chinese glyphs, as found on Linux, Windows and macOS; the first one installed is used
 _CJK_FONTS = (
     "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
@@ -161,7 +153,7 @@ def plot_tracking(tracking: pd.DataFrame, ax=None, lang: str = "en"):
                 hint="pass fig.subplots(2, 1), or leave ax out for a new figure",
             ) from None
         fig = ax_cum.figure
-    text = {key: entry[lang] for key, entry in _TRACKING_LABELS.items()}
+    text = {key: i18n.label(f"tracking.{key}", lang) for key in TRACKING_LABEL_KEYS}
     weekly = weekly_tracking(tracking)
     calib = weekly[weekly["period"] == "calibration"]
     cutoff_week = float(calib["week"].max()) + 0.5 if len(calib) else None
