@@ -555,3 +555,22 @@ def test_predictions_summary_reads_right_at_80_columns(monkeypatch, lang):
     # P(alive) is gone from the summary: under BG/NBD a one-time buyer is alive by definition
     assert label("mean_p_alive", lang) not in text
     assert ("均值" in text and "合计" in text) if lang == "zh" else ("Mean" in text and "Total" in text)
+
+
+
+def test_snapshots_and_migration(tmp_path, cdnow):
+    first = invoke("snapshot", "--as-of", "1997-09-30", *cdnow)
+    again = invoke("snapshot", "--as-of", "1997-09-30", "--lang", "zh", *cdnow)
+    assert first.exit_code == 0 and again.exit_code == 0, again.output
+    assert "replaced the earlier snapshot" in first.stdout or "saved" in first.stdout
+    assert "已替换原有快照" in again.stdout  # the second run of a day replaces it, and says so
+    listed = invoke("snapshots", *cdnow)
+    assert "1997-09-30" in listed.stdout and "2,357" in listed.stdout
+    out = tmp_path / "moves.csv"
+    moved = invoke("migration", "--from", "1997-09-30", "--to", "1998-06-30", "--lang", "zh", "--out", out, *cdnow)
+    assert moved.exit_code == 0, moved.output
+    assert "迁移（人数）" in moved.stdout and "升级" in moved.stdout and "新出现" in moved.stdout
+    moves = pd.read_csv(out, encoding="utf-8-sig")
+    assert len(moves) > 0 and "原状态" in moves.columns
+    bad = invoke("migration", "--from", "1997-09-30", "--by", "colour", *cdnow)
+    assert bad.exit_code == 2 and "--by 'colour'" in bad.stderr

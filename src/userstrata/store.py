@@ -27,6 +27,7 @@ from userstrata.schema import CANONICAL, LOAD_ID, LOADS_SCHEMA, REJECTS_SCHEMA, 
 BOOKKEEPING = {"rejects": REJECTS_SCHEMA, "loads": LOADS_SCHEMA}
 _SQL_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE", "timestamp": "TIMESTAMP"}
 PROFILES = "profiles"
+SNAPSHOTS = "snapshots"  # one row per saved profile date: rows, settings fingerprint, when
 # Canonical tables a Spark workspace cannot do without; the others are empty when not registered,
 # as in a DuckDB workspace where nothing was loaded into them yet.
 SPARK_REQUIRED = ("orders",)
@@ -164,14 +165,26 @@ class Store:
         else:
             raw.execute("COMMIT")
 
-    def save_profiles(self, profile: ir.Table | pd.DataFrame, as_of: dt_.date) -> int:
-        """Materialise one snapshot of ``profile`` (replacing an earlier one for ``as_of``)."""
+    def save_profiles(self, profile: ir.Table | pd.DataFrame, as_of: dt_.date, *,
+                      fingerprint: str | None = None) -> tuple[int, bool]:
+        """Materialise one snapshot of ``profile`` (replacing an earlier one for ``as_of``), with its
+        row in ``snapshots`` (rows, the settings ``fingerprint``, when); returns the rows written and
+        whether a snapshot of that date was replaced."""
         if isinstance(profile, pd.DataFrame):
             arrow = pa.Table.from_pandas(profile, preserve_index=False)
         else:
             arrow = self.con.to_pyarrow(profile)
         raw = self.duckdb
         with self.transaction():
+            raw.execute(
+                f"CREATE TABLE IF NOT EXISTS {SNAPSHOTS} (as_of DATE PRIMARY KEY, rows BIGINT, "
+                "settings_fingerprint VARCHAR, saved_at TIMESTAMP)"
+            )
+            replaced = bool(raw.execute(f"SELECT count(*) FROM {SNAPSHOTS} WHERE as_of = ?", [as_of]).fetchone()[0])
+            if not replaced and PROFILES in self.con.list_tables():  # snapshots saved before the log existed
+                replaced = bool(raw.execute(f"SELECT count(*) FROM {PROFILES} WHERE as_of = ?", [as_of]).fetchone()[0])
+            raw.execute(f"DELETE FROM {SNAPSHOTS} WHERE as_of = ?", [as_of])
+            raw.execute(f"INSERT INTO {SNAPSHOTS} VALUES (?, ?, ?, now()::TIMESTAMP)", [as_of, arrow.num_rows, fingerprint])
             raw.register("_new_profiles", arrow)
             try:
                 if PROFILES not in self.con.list_tables():
@@ -184,7 +197,7 @@ class Store:
                 raw.execute(f"INSERT INTO {PROFILES} BY NAME SELECT * FROM _new_profiles")
             finally:
                 raw.unregister("_new_profiles")
-        return arrow.num_rows
+        return arrow.num_rows, replaced
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

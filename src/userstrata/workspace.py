@@ -21,7 +21,8 @@ from userstrata import ingest
 from userstrata.config import Settings
 from userstrata.errors import NotFoundError
 from userstrata.features._time import Clock
-from userstrata.segments import build_profile, rfm_grid_summary, tier_shares
+from userstrata.segments import build_profile, rfm_grid_summary, snapshots, tier_shares
+from userstrata.segments.migration import Migration, migration
 from userstrata.store import Store
 
 if TYPE_CHECKING:
@@ -123,9 +124,44 @@ class Workspace:
 
     def save_profile(self, as_of: dt_.date | None = None) -> int:
         """Materialise the profile as a snapshot in the ``profiles`` table; returns its rows."""
-        self.store.require_duckdb("saving profile snapshots")
+        return self.snapshot(as_of).rows
+
+    # -- change over time -----------------------------------------------------------------
+    def snapshot(self, as_of: dt_.date | None = None, *, frame: pd.DataFrame | None = None) -> snapshots.SnapshotReport:
+        """Store the profile of ``as_of`` (or ``frame``, a profile already computed for it) as its
+        snapshot, replacing one of that date; the report says whether it did."""
         as_of = as_of or self.latest_date()
-        return self.store.save_profiles(self.profile(as_of), as_of)
+        return snapshots.save_snapshot(self.store, self.profile(as_of) if frame is None else frame, as_of, self.settings)
+
+    def snapshot_series(self, start: dt_.date, end: dt_.date, every: str = "1mo", *,
+                        progress: Any = None) -> list[snapshots.SnapshotReport]:
+        """Back-fill snapshots from ``start`` to ``end`` every ``every`` (1w, 1mo, 1q ...) from the history;
+        ``progress(report)`` hears each as it is saved."""
+        reports = []
+        for day in snapshots.snapshot_dates(start, end, every):
+            reports.append(self.snapshot(day))
+            if progress is not None:
+                progress(reports[-1])
+        return reports
+
+    def snapshots(self) -> pd.DataFrame:
+        """The snapshots kept: date, rows, settings fingerprint (and whether it is today's), when."""
+        return snapshots.list_snapshots(self.store, self.settings)
+
+    def snapshot_table(self, as_of: dt_.date) -> ir.Table:
+        return snapshots.snapshot_table(self.store, as_of)
+
+    def migration(self, start: dt_.date, end: dt_.date, *, by: str = "tier") -> Migration:
+        """Who moved between ``by`` states from ``start`` to ``end``: the snapshots of those dates,
+        or the profiles computed from the history where a snapshot is missing."""
+        def states(day):
+            if self.store.engine == "duckdb":  # snapshots live in a DuckDB workspace only
+                try:
+                    return self.snapshot_table(day).to_pandas()
+                except NotFoundError:
+                    pass
+            return self.profile(day).to_pandas()
+        return migration(states(start), states(end), by=by)
 
     def predict(self, as_of: dt_.date | None = None, *, horizon_days: int = 90, **options: Any) -> pd.DataFrame:
         """P(alive), expected purchases, CLV with interval, churn risk with reasons, next purchase
@@ -156,6 +192,14 @@ class Workspace:
 
         inputs = {k: v for k, v in self._inputs().items() if k not in ("order_items", "events")}
         return purchase_covariates(**inputs, as_of=as_of or self.latest_date(), **options)
+
+    def clusters(self, as_of: dt_.date | None = None, *, k: int | None = None, random_state: int = 0,
+                 lang: str = "en") -> Any:
+        """Behaviour clusters of the profile of ``as_of``, described in words (see
+        ``segments.clusters.behaviour_clusters``; returns its ``BehaviourClusters``)."""
+        from userstrata.segments.clusters import behaviour_clusters  # noqa: PLC0415 - scikit-learn off the CLI's start
+
+        return behaviour_clusters(self.profile(as_of).to_pandas(), k=k, random_state=random_state, lang=lang)
 
     def tier_shares(self, profile: pd.DataFrame) -> pd.DataFrame:
         return tier_shares(profile, self.settings.tiers)

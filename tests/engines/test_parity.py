@@ -282,3 +282,14 @@ def test_a_session_without_orders_is_told_how_to_register_them(spark):
     with pytest.raises(NotFoundError, match="no table or view named 'orders'") as raised:
         ws.latest_date()
     assert "createOrReplaceTempView" in raised.value.hint
+
+
+@pytest.mark.parametrize("by", ["tier", "lifecycle", "rfm_cell"])
+def test_migration(on_duckdb, on_spark, by):
+    duck, spark = on_duckdb.migration(DATES[0], END, by=by), on_spark.migration(DATES[0], END, by=by)
+    assert duck.counts.to_numpy().sum() > 1000
+    pd.testing.assert_frame_equal(spark.counts, duck.counts)
+    assert (spark.changed_share, spark.upgrades, spark.downgrades) == (duck.changed_share, duck.upgrades, duck.downgrades)
+    key = ["user_id"]
+    pd.testing.assert_frame_equal(spark.moves.sort_values(key).reset_index(drop=True),
+                                  duck.moves.sort_values(key).reset_index(drop=True))

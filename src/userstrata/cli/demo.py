@@ -82,7 +82,7 @@ def demo(
             report = stage_progress(progress, lang_)
             with warnings_as_lines(lang_):
                 frame = ws.predict(as_of, horizon_days=horizon, with_profile=True, lang=lang_, progress=report)
-            ws.store.save_profiles(frame, as_of)
+            ws.snapshot(as_of, frame=frame)
             export.write_table(frame, path, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             report("writing")
         profiled = f"截至 {as_of} 共 {len(frame):,} 位用户完成画像" if lang_ == "zh" else \

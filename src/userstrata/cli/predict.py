@@ -83,7 +83,7 @@ def predict(
             report = stage_progress(progress, lang_)
             frame = ws.predict(day, horizon_days=days, model=model, activity=activity, with_profile=True, lang=lang_,
                                progress=report)
-            ws.store.save_profiles(frame, day)
+            ws.snapshot(day, frame=frame)
             export.write_table(frame, out, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             report("writing")
     print_model_choice(frame, lang_)

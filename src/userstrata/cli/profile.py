@@ -50,7 +50,7 @@ def profile(
             task = progress.add_task(f"profiling as of {day}", total=3)
             frame = ws.profile(day, lang=lang_).to_pandas()
             progress.advance(task)
-            ws.store.save_profiles(frame, day)  # the snapshot for tracking change over time
+            ws.snapshot(day, frame=frame)  # the snapshot for tracking change over time
             progress.advance(task)
             export.write_table(frame, out, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             progress.advance(task)

@@ -1,0 +1,129 @@
+"""Change over time: profile snapshots and tier / lifecycle / RFM-cell migration between dates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from userstrata import export, i18n
+from userstrata.cli._app import (
+    DATE_HELP,
+    DEFAULT_WORKSPACE_PATH,
+    ConfigOpt,
+    LangOpt,
+    WorkspaceOpt,
+    check_choice,
+    check_lang,
+    command,
+    console,
+    day_or_latest,
+    open_workspace,
+    progress_bar,
+    warnings_as_lines,
+)
+from userstrata.cli.output import cell, line
+from userstrata.cli.profile import AsOfOpt
+
+BY = ("tier", "lifecycle", "rfm_cell")
+
+
+@command
+def snapshot(
+    as_of: AsOfOpt = None,
+    start: Annotated[str | None, typer.Option("--from", help=f"Back-fill from this day ({DATE_HELP}).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="... to this day (default: the last day in the data).")] = None,
+    every: Annotated[str, typer.Option(help="With --from: 1w, 2w, 1mo or 1q.")] = "1mo",
+    lang: LangOpt = "en",
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
+    config: ConfigOpt = None,
+) -> None:
+    """Store the profile of a day as a snapshot (re-running a day replaces it), or back-fill a series."""
+    lang_ = check_lang(lang)
+    with open_workspace(workspace, config) as ws:
+        if start is None:
+            day = day_or_latest(ws, as_of, "--as-of")
+            with warnings_as_lines(lang_):
+                report = ws.snapshot(day)
+            line(escape(report.summary(lang_)))
+            return
+        first = day_or_latest(ws, start, "--from")
+        last = day_or_latest(ws, end, "--to")
+        from userstrata.segments.snapshots import snapshot_dates
+
+        days = snapshot_dates(first, last, every)
+        with progress_bar() as progress, warnings_as_lines(lang_):
+            task = progress.add_task(i18n.label("snapshots.backfill", lang_), total=len(days))
+            reports = ws.snapshot_series(first, last, every, progress=lambda _: progress.advance(task))
+    for report in reports:
+        line(escape(report.summary(lang_)))
+
+
+@command
+def snapshots(
+    lang: LangOpt = "en",
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
+    config: ConfigOpt = None,
+) -> None:
+    """List the snapshots kept, with their rows and the settings they were made under."""
+    lang_ = check_lang(lang)
+    with open_workspace(workspace, config) as ws:
+        frame = ws.snapshots()
+    if len(frame) == 0:
+        line(escape(i18n.label("snapshots.none", lang_)))
+        return
+    view = Table(title=i18n.label("snapshots.title", lang_))
+    for col in ("as_of", "rows", "settings_fingerprint", "current_settings", "saved_at"):
+        view.add_column(i18n.label(f"snapshots.col.{col}", lang_), justify="right" if col == "rows" else "left")
+    for row in frame.itertuples(index=False):
+        view.add_row(str(row.as_of), f"{row.rows:,}", str(row.settings_fingerprint),
+                     i18n.label("yes" if row.current_settings else "no", lang_), cell(row.saved_at))
+    console.print(view)
+
+
+@command
+def migration(
+    start: Annotated[str, typer.Option("--from", help=f"The earlier day ({DATE_HELP}).")],
+    end: Annotated[str | None, typer.Option("--to", help="The later day (default: the last day in the data).")] = None,
+    by: Annotated[str, typer.Option(help="tier, lifecycle or rfm_cell.")] = "tier",
+    out: Annotated[Path | None, typer.Option(help="Also write every user who moved, with both states (.xlsx, .csv).")] = None,
+    lang: LangOpt = "en",
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
+    config: ConfigOpt = None,
+) -> None:
+    """Who moved between tiers (or lifecycle stages, RFM cells) from one day to another."""
+    lang_ = check_lang(lang)
+    check_choice(by, "--by", BY)
+    if out is not None:
+        export.check_path(out)
+    with open_workspace(workspace, config) as ws:
+        first = day_or_latest(ws, start, "--from")
+        last = day_or_latest(ws, end, "--to")
+        with progress_bar() as progress, warnings_as_lines(lang_):
+            task = progress.add_task(i18n.label("migration.computing", lang_), total=1)
+            result = ws.migration(first, last, by=by)
+            progress.advance(task)
+        if out is not None:
+            export.write_table(result.moves, out, lang=lang_, timezone=ws.settings.timezone,
+                               currency=ws.settings.currency)
+    t = i18n.label
+
+    def name(state: str) -> str:
+        return t(f"migration.{state.strip('()')}", lang_) if state.startswith("(") else t(state, lang_)
+
+    for frame, title, fmt in ((result.counts, "migration.counts_title", "{:,}"),
+                              (result.shares, "migration.shares_title", "{:.1%}")):
+        view = Table(title=t(title, lang_).format(start=first, end=last))
+        view.add_column(t("migration.from_to", lang_), no_wrap=True)
+        for col in frame.columns:
+            view.add_column(name(col), justify="right")
+        for state, row in frame.iterrows():
+            view.add_row(name(state), *(fmt.format(v) for v in row))
+        console.print(view)
+    line(escape(t("migration.summary", lang_).format(
+        changed=result.changed_share, up=result.upgrades, down=result.downgrades)))
+    if out is not None:
+        line(f"{escape(t('migration.written', lang_))}: [bold]{escape(str(out))}[/] ({len(result.moves):,})")

@@ -1,0 +1,105 @@
+"""Tier (or lifecycle, or RFM cell) migration between two profiles: who moved where, up or down.
+
+Users present in only one of the two profiles are their own row and column: ``new`` (not yet
+profiled before) and ``gone`` (no longer profiled after), so that every user of either date is
+counted exactly once and the matrix adds up to the users of both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from userstrata.errors import InputError
+from userstrata.schema import LIFECYCLE_STAGES, RFM_CELLS, TIERS
+
+__all__ = ["BY", "GONE", "NEW", "Migration", "migration"]
+
+# not "new": that is also a lifecycle stage
+NEW, GONE = "(new)", "(gone)"
+# the states of each grouping, in order; tiers are ranked (explorer lowest), the others are not
+BY: dict[str, tuple[str, ...]] = {"tier": TIERS, "lifecycle": LIFECYCLE_STAGES, "rfm_cell": RFM_CELLS}
+_RANKED = {"tier"}
+
+
+@dataclass(frozen=True)
+class Migration:
+    """From -> to between two profiles.
+
+    ``counts``: rows are the states before plus ``new``, columns the states after plus ``gone``
+    (users in both profiles fill the states x states block). ``shares``: each row divided by its
+    total (rows without users are 0). ``changed_share``: of the users in both profiles, the share
+    whose state differs. ``upgrades``/``downgrades``: users who moved up / down (tiers only; 0
+    otherwise). ``moves``: one row per user in both profiles whose state changed, with both states,
+    the direction and, for tiers, both tier reasons.
+    """
+
+    by: str
+    counts: pd.DataFrame
+    shares: pd.DataFrame
+    changed_share: float
+    upgrades: int
+    downgrades: int
+    moves: pd.DataFrame
+
+
+def _states(profile: pd.DataFrame, by: str, name: str) -> pd.Series:
+    missing = [c for c in ("user_id", by) if c not in profile.columns]
+    if missing:
+        raise InputError(f"the {name} profile has no column(s) {missing}; expected user_id and {by}")
+    states = profile.drop_duplicates("user_id").set_index("user_id")[by].astype(object)
+    unknown = sorted(set(states.dropna()) - set(BY[by]))
+    if unknown:
+        raise InputError(f"the {name} profile has {by} values {unknown[:5]}; expected some of {', '.join(BY[by])}")
+    return states
+
+
+def migration(before: pd.DataFrame, after: pd.DataFrame, *, by: str = "tier") -> Migration:
+    """The migration matrix between two executed profiles (``user_id`` and the ``by`` column).
+
+    A user with no state on a date (e.g. no RFM cell before a first purchase) counts as absent
+    then: ``new`` if she has one after, ``gone`` if she had one before.
+    """
+    if by not in BY:
+        raise InputError(f"by = {by!r}; expected one of {', '.join(BY)}")
+    states = BY[by]
+    old = _states(before, by, "earlier").dropna()
+    new = _states(after, by, "later").dropna()
+    both = old.index.intersection(new.index)
+    pairs = pd.DataFrame({"from": old.reindex(both).to_numpy(), "to": new.reindex(both).to_numpy()}, index=both)
+    rows = pd.Index([*states, NEW], name="from")
+    cols = pd.Index([*states, GONE], name="to")
+    counts = pd.DataFrame(0, index=rows, columns=cols, dtype=np.int64)
+    block = pd.crosstab(pairs["from"], pairs["to"]).reindex(index=list(states), columns=list(states), fill_value=0)
+    counts.loc[list(states), list(states)] = block.to_numpy()
+    arrived = new[~new.index.isin(old.index)].value_counts()
+    left = old[~old.index.isin(new.index)].value_counts()
+    counts.loc[NEW, list(states)] = arrived.reindex(list(states), fill_value=0).to_numpy()
+    counts.loc[list(states), GONE] = left.reindex(list(states), fill_value=0).to_numpy()
+    totals = counts.sum(axis=1)
+    shares = counts.div(totals.where(totals > 0, 1), axis=0)
+    moved = pairs[pairs["from"] != pairs["to"]].copy()
+    upgrades = downgrades = 0
+    if by in _RANKED:
+        rank = {s: i for i, s in enumerate(states)}
+        step = moved["to"].map(rank) - moved["from"].map(rank)
+        moved["direction"] = np.where(step > 0, "up", "down")
+        upgrades, downgrades = int((step > 0).sum()), int((step < 0).sum())
+        for frame, suffix in ((before, "from"), (after, "to")):
+            if "tier_reason" in frame.columns:
+                reasons = frame.drop_duplicates("user_id").set_index("user_id")["tier_reason"]
+                moved[f"reason_{suffix}"] = reasons.reindex(moved.index).to_numpy()
+    else:
+        moved["direction"] = "changed"
+    moved.index.name = "user_id"
+    return Migration(
+        by=by,
+        counts=counts,
+        shares=shares,
+        changed_share=float(len(moved) / len(pairs)) if len(pairs) else float("nan"),
+        upgrades=upgrades,
+        downgrades=downgrades,
+        moves=moved.reset_index(),
+    )

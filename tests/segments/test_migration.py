@@ -1,0 +1,116 @@
+"""Snapshots kept per day, and who moved between tiers (lifecycle stages, RFM cells) between two days."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from userstrata import Workspace
+from userstrata.config import Settings
+from userstrata.datasets import simulate_shop
+from userstrata.errors import InputError, NotFoundError
+from userstrata.segments.migration import GONE, NEW, migration
+from userstrata.segments.snapshots import fingerprint, snapshot_dates
+
+
+def _profile(states: dict[str, str], column: str = "tier") -> pd.DataFrame:
+    return pd.DataFrame({"user_id": list(states), column: list(states.values()),
+                         "tier_reason": [f"why {u}" for u in states]})
+
+
+def test_counts_shares_and_moves_by_hand():
+    before = _profile({"a": "explorer", "b": "regular", "c": "engaged", "d": "co_builder", "e": "regular"})
+    after = _profile({"a": "regular", "b": "regular", "c": "regular", "d": "co_builder", "f": "explorer"})
+    m = migration(before, after)
+    # a: explorer -> regular (up); c: engaged -> regular (down); b, d stay; e gone; f new
+    assert m.counts.loc["explorer", "regular"] == 1 and m.counts.loc["engaged", "regular"] == 1
+    assert m.counts.loc["regular", "regular"] == 1 and m.counts.loc["co_builder", "co_builder"] == 1
+    assert m.counts.loc["regular", GONE] == 1 and m.counts.loc[NEW, "explorer"] == 1
+    assert m.counts.to_numpy().sum() == 6  # every user of either day exactly once
+    assert (m.upgrades, m.downgrades) == (1, 1) and m.changed_share == pytest.approx(2 / 4)
+    moves = m.moves.set_index("user_id")
+    assert set(moves.index) == {"a", "c"} and moves.loc["a", "direction"] == "up"
+    assert moves.loc["c", ["from", "to", "reason_from", "reason_to"]].tolist() == ["engaged", "regular", "why c", "why c"]
+    rows = m.shares.sum(axis=1)
+    assert np.allclose(rows[rows > 0], 1.0) and (rows[m.counts.sum(axis=1) == 0] == 0).all()
+
+
+def test_counts_equal_an_independent_crosstab():
+    rng = np.random.default_rng(3)
+    tiers = np.array(["explorer", "regular", "engaged", "co_builder"])
+    users = [f"u{i}" for i in range(500)]
+    before = _profile(dict(zip(users[:400], rng.choice(tiers, 400))))
+    after = _profile(dict(zip(users[100:], rng.choice(tiers, 400))))
+    m = migration(before, after)
+    both = before.merge(after, on="user_id", how="outer", suffixes=("_b", "_a"))
+    both["tier_b"] = both["tier_b"].fillna(NEW)
+    both["tier_a"] = both["tier_a"].fillna(GONE)
+    expected = pd.crosstab(both["tier_b"], both["tier_a"])
+    for (r, c), v in expected.stack().items():
+        assert m.counts.loc[r, c] == v, (r, c)
+    assert m.counts.to_numpy().sum() == len(both)
+
+
+def test_lifecycle_new_is_not_the_new_row():
+    before = _profile({"a": "new", "b": "growth"}, "lifecycle")
+    after = _profile({"a": "growth", "b": "growth", "c": "new"}, "lifecycle")
+    m = migration(before, after, by="lifecycle")
+    assert m.counts.loc["new", "growth"] == 1 and m.counts.loc[NEW, "new"] == 1
+    assert (m.upgrades, m.downgrades) == (0, 0) and set(m.moves["direction"]) == {"changed"}
+
+
+def test_bad_input_is_named():
+    with pytest.raises(InputError, match="by = 'colour'"):
+        migration(_profile({"a": "regular"}), _profile({"a": "regular"}), by="colour")
+    with pytest.raises(InputError, match="tier values \\['gold'\\]"):
+        migration(_profile({"a": "gold"}), _profile({"a": "regular"}))
+
+
+def test_snapshot_dates():
+    assert snapshot_dates(dt.date(2024, 1, 31), dt.date(2024, 5, 1), "1mo") == [
+        dt.date(2024, 1, 31), dt.date(2024, 2, 29), dt.date(2024, 3, 31), dt.date(2024, 4, 30)]
+    assert snapshot_dates(dt.date(2024, 1, 15), dt.date(2024, 7, 15), "1q") == [
+        dt.date(2024, 1, 15), dt.date(2024, 4, 15), dt.date(2024, 7, 15)]
+    assert snapshot_dates(dt.date(2024, 1, 1), dt.date(2024, 1, 20), "1w")[-1] == dt.date(2024, 1, 15)
+    with pytest.raises(InputError, match="every = '3d'"):
+        snapshot_dates(dt.date(2024, 1, 1), dt.date(2024, 2, 1), "3d")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("snap")
+    files = simulate_shop(1500, folder / "shop", seed=11)
+    with Workspace.open(folder / "w.duckdb") as ws:
+        for name in ("users", "orders", "order_items", "events"):
+            ws.load(name, files[name])
+        yield ws
+
+
+def test_snapshots_are_idempotent_per_day_and_carry_the_settings(ws, tmp_path):
+    day = dt.date(2024, 3, 31)
+    first = ws.snapshot(day)
+    again = ws.snapshot(day)
+    assert not first.replaced and again.replaced and again.rows == first.rows
+    stored = ws.snapshot_table(day).to_pandas()
+    assert len(stored) == first.rows and stored["user_id"].is_unique  # replaced, not appended
+    listed = ws.snapshots().set_index("as_of")
+    assert listed.loc[day, "rows"] == first.rows and listed.loc[day, "current_settings"]
+    with pytest.raises(NotFoundError, match="no snapshot of 2024-01-01"):
+        ws.snapshot_table(dt.date(2024, 1, 1))
+    # under other profile rules the same day's snapshot is recognisably another one; the currency
+    # (not a profile rule) does not change the fingerprint
+    other = Settings.from_dict({"lifecycle": {"dormant_after_days": 45}})
+    assert fingerprint(Settings.from_dict({"currency": "USD"})) == fingerprint(Settings())
+    assert fingerprint(other) != first.fingerprint == fingerprint(ws.settings)
+
+
+def test_migration_from_snapshots_equals_the_profiles(ws):
+    start, end = dt.date(2024, 3, 31), dt.date(2024, 6, 30)
+    ws.snapshot_series(start, end, "1q")
+    from_snapshots = ws.migration(start, end)
+    direct = migration(ws.profile(start).to_pandas(), ws.profile(end).to_pandas())
+    pd.testing.assert_frame_equal(from_snapshots.counts, direct.counts)
+    assert from_snapshots.changed_share > 0 and from_snapshots.upgrades + from_snapshots.downgrades > 0
