@@ -570,6 +570,9 @@ def test_snapshots_and_migration(tmp_path, cdnow):
     moved = invoke("migration", "--from", "1997-09-30", "--to", "1998-06-30", "--lang", "zh", "--out", out, *cdnow)
     assert moved.exit_code == 0, moved.output
     assert "迁移（人数）" in moved.stdout and "升级" in moved.stdout and "新出现" in moved.stdout
+    yearly = invoke("migration", "--from", "1997-06-30", "--to", "1998-06-30", "--every", "1q", *cdnow)
+    assert yearly.exit_code == 0, yearly.output
+    assert re.search(r"annual migration rate: \d+\.\d%", yearly.stdout)
     moves = pd.read_csv(out, encoding="utf-8-sig")
     assert len(moves) > 0 and "原状态" in moves.columns
     bad = invoke("migration", "--from", "1997-09-30", "--by", "colour", *cdnow)

@@ -139,6 +139,13 @@ _LABELS: dict[str, dict[str, str]] = {
     "col.direction": {"zh": "方向", "en": "Direction"},
     "col.reason_from": {"zh": "原层级原因", "en": "Reason before"},
     "col.reason_to": {"zh": "现层级原因", "en": "Reason after"},
+    "migration.series_title": {"zh": "逐期迁移（每 {every}）", "en": "Migration period by period (every {every})"},
+    "migration.col.start": {"zh": "期初", "en": "From"},
+    "migration.col.end": {"zh": "期末", "en": "To"},
+    "migration.col.changed_share": {"zh": "变动占比", "en": "Moved"},
+    "migration.col.upgrades": {"zh": "升级", "en": "Up"},
+    "migration.col.downgrades": {"zh": "降级", "en": "Down"},
+    "migration.annual": {"zh": "折算年迁移率：{rate:.1%}（行业常见约 15%）", "en": "annual migration rate: {rate:.1%} (the domain reports about 15%)"},
     "migration.written": {"zh": "变动用户明细已写入", "en": "Users who moved written to"},
     # BG/NBD with covariates (userstrata covariates)
     "covariates_title": {"zh": "截至 {day} 保留的协变量系数", "en": "Covariates kept, as of {day}"},

@@ -22,7 +22,7 @@ from userstrata.config import Settings
 from userstrata.errors import NotFoundError
 from userstrata.features._time import Clock
 from userstrata.segments import build_profile, rfm_grid_summary, snapshots, tier_shares
-from userstrata.segments.migration import Migration, migration
+from userstrata.segments.migration import Migration, annual_rate, migration
 from userstrata.store import Store
 
 if TYPE_CHECKING:
@@ -162,6 +162,21 @@ class Workspace:
                     pass
             return self.profile(day).to_pandas()
         return migration(states(start), states(end), by=by)
+
+    def migration_series(self, start: dt_.date, end: dt_.date, every: str = "1q", *, by: str = "tier") -> pd.DataFrame:
+        """Migration period by period from ``start`` to ``end`` every ``every``: one row per period
+        (``start, end, days, changed_share, upgrades, downgrades``); ``attrs["annual_rate"]`` is the
+        yearly rate of change they imply (``segments.migration.annual_rate``)."""
+        days = snapshots.snapshot_dates(start, end, every)
+        rows = []
+        for a, b in zip(days, days[1:]):
+            m = self.migration(a, b, by=by)
+            rows.append(dict(start=a, end=b, days=(b - a).days, changed_share=m.changed_share,
+                             upgrades=m.upgrades, downgrades=m.downgrades))
+        frame = pd.DataFrame(rows, columns=["start", "end", "days", "changed_share", "upgrades", "downgrades"])
+        if len(frame):
+            frame.attrs["annual_rate"] = annual_rate(frame["changed_share"], frame["days"])
+        return frame
 
     def predict(self, as_of: dt_.date | None = None, *, horizon_days: int = 90, **options: Any) -> pd.DataFrame:
         """P(alive), expected purchases, CLV with interval, churn risk with reasons, next purchase

@@ -114,3 +114,23 @@ def test_migration_from_snapshots_equals_the_profiles(ws):
     direct = migration(ws.profile(start).to_pandas(), ws.profile(end).to_pandas())
     pd.testing.assert_frame_equal(from_snapshots.counts, direct.counts)
     assert from_snapshots.changed_share > 0 and from_snapshots.upgrades + from_snapshots.downgrades > 0
+
+
+def test_annual_rate_by_hand():
+    from userstrata.segments.migration import annual_rate
+
+    # two half years in which 10% and then 20% moved: 72% stayed put over the year
+    assert annual_rate([0.1, 0.2], [365.25 / 2, 365.25 / 2]) == pytest.approx(1 - 0.9 * 0.8)
+    # four quarters at 4% each: 1 - 0.96^4 a year
+    assert annual_rate([0.04] * 4, [91.3125] * 4) == pytest.approx(1 - 0.96**4)
+    with pytest.raises(InputError):
+        annual_rate([], [])
+
+
+def test_migration_series_over_quarters(ws):
+    series = ws.migration_series(dt.date(2023, 12, 31), dt.date(2024, 6, 30), "1q")
+    assert list(series["start"]) == [dt.date(2023, 12, 31), dt.date(2024, 3, 31)]
+    second = ws.migration(dt.date(2024, 3, 31), dt.date(2024, 6, 30))
+    assert series["changed_share"].iloc[1] == second.changed_share
+    stay = (1 - series["changed_share"]).prod()
+    assert series.attrs["annual_rate"] == pytest.approx(1 - stay ** (365.25 / series["days"].sum()))

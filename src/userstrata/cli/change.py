@@ -90,6 +90,7 @@ def migration(
     end: Annotated[str | None, typer.Option("--to", help="The later day (default: the last day in the data).")] = None,
     by: Annotated[str, typer.Option(help="tier, lifecycle or rfm_cell.")] = "tier",
     out: Annotated[Path | None, typer.Option(help="Also write every user who moved, with both states (.xlsx, .csv).")] = None,
+    every: Annotated[str | None, typer.Option(help="Also period by period (1mo, 1q ...) with the annual rate.")] = None,
     lang: LangOpt = "en",
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
     config: ConfigOpt = None,
@@ -105,6 +106,7 @@ def migration(
         with progress_bar() as progress, warnings_as_lines(lang_):
             task = progress.add_task(i18n.label("migration.computing", lang_), total=1)
             result = ws.migration(first, last, by=by)
+            series = ws.migration_series(first, last, every, by=by) if every else None
             progress.advance(task)
         if out is not None:
             export.write_table(result.moves, out, lang=lang_, timezone=ws.settings.timezone,
@@ -125,5 +127,14 @@ def migration(
         console.print(view)
     line(escape(t("migration.summary", lang_).format(
         changed=result.changed_share, up=result.upgrades, down=result.downgrades)))
+    if series is not None and len(series):
+        view = Table(title=t("migration.series_title", lang_).format(every=every))
+        for col in ("start", "end", "changed_share", "upgrades", "downgrades"):
+            view.add_column(t(f"migration.col.{col}", lang_), justify="left" if col in ("start", "end") else "right")
+        for row in series.itertuples(index=False):
+            view.add_row(str(row.start), str(row.end), f"{row.changed_share:.1%}", f"{row.upgrades:,}",
+                         f"{row.downgrades:,}")
+        console.print(view)
+        line(escape(t("migration.annual", lang_).format(rate=series.attrs["annual_rate"])))
     if out is not None:
         line(f"{escape(t('migration.written', lang_))}: [bold]{escape(str(out))}[/] ({len(result.moves):,})")

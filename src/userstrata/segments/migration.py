@@ -15,7 +15,7 @@ import pandas as pd
 from userstrata.errors import InputError
 from userstrata.schema import LIFECYCLE_STAGES, RFM_CELLS, TIERS
 
-__all__ = ["BY", "GONE", "NEW", "Migration", "migration"]
+__all__ = ["BY", "GONE", "NEW", "Migration", "annual_rate", "migration"]
 
 # not "new": that is also a lifecycle stage
 NEW, GONE = "(new)", "(gone)"
@@ -103,3 +103,17 @@ def migration(before: pd.DataFrame, after: pd.DataFrame, *, by: str = "tier") ->
         downgrades=downgrades,
         moves=moved.reset_index(),
     )
+
+
+def annual_rate(changed_shares, days) -> float:
+    """The share of users who change state in a year, from consecutive periods.
+
+    Each period's ``changed_shares[i]`` (of the users present at both ends) over ``days[i]`` days:
+    ``1 - prod(1 - share) ** (365.25 / sum(days))``, the yearly rate with the same chance of staying
+    put as the periods show, comparable across series of weekly, monthly or quarterly snapshots.
+    """
+    shares, days = np.asarray(changed_shares, dtype=np.float64), np.asarray(days, dtype=np.float64)
+    if len(shares) == 0 or len(shares) != len(days) or not (days > 0).all():
+        raise InputError("annual_rate needs one changed share per period and each period's days (> 0)")
+    stay = np.prod(1.0 - shares)
+    return float(1.0 - stay ** (365.25 / days.sum()))
