@@ -293,3 +293,12 @@ def test_migration(on_duckdb, on_spark, by):
     key = ["user_id"]
     pd.testing.assert_frame_equal(spark.moves.sort_values(key).reset_index(drop=True),
                                   duck.moves.sort_values(key).reset_index(drop=True))
+
+
+def test_clusters(on_duckdb, on_spark):
+    duck, spark = on_duckdb.clusters(END), on_spark.clusters(END)
+    assert duck.k >= 3 and len(duck.labels) == N_USERS
+    assert duck.k == spark.k and (duck.reason_en, duck.reason_zh) == (spark.reason_en, spark.reason_zh)
+    pd.testing.assert_series_equal(spark.labels, duck.labels, check_exact=True)
+    pd.testing.assert_frame_equal(spark.clusters, duck.clusters, rtol=1e-9)
+    pd.testing.assert_series_equal(spark.silhouette, duck.silhouette, rtol=1e-9)
