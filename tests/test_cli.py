@@ -573,6 +573,12 @@ def test_snapshots_and_migration(tmp_path, cdnow):
     yearly = invoke("migration", "--from", "1997-06-30", "--to", "1998-06-30", "--every", "1q", *cdnow)
     assert yearly.exit_code == 0, yearly.output
     assert re.search(r"annual migration rate: \d+\.\d%", yearly.stdout)
+    ahead = invoke("migration", "--from", "1997-03-31", "--to", "1998-06-30", "--every", "1q", "--forecast", "2",
+                   "--lang", "zh", *cdnow)
+    assert ahead.exit_code == 0, ahead.output
+    assert "马尔可夫预测" in ahead.stdout and "转移矩阵稳定性" in ahead.stdout and "回测" in ahead.stdout
+    alone = invoke("migration", "--from", "1997-03-31", "--forecast", "2", *cdnow)
+    assert alone.exit_code == 2 and "--forecast needs --every" in alone.stderr
     moves = pd.read_csv(out, encoding="utf-8-sig")
     assert len(moves) > 0 and "原状态" in moves.columns
     bad = invoke("migration", "--from", "1997-09-30", "--by", "colour", *cdnow)

@@ -146,6 +146,17 @@ _LABELS: dict[str, dict[str, str]] = {
     "migration.col.upgrades": {"zh": "升级", "en": "Up"},
     "migration.col.downgrades": {"zh": "降级", "en": "Down"},
     "migration.annual": {"zh": "折算年迁移率：{rate:.1%}（行业常见约 15%）", "en": "annual migration rate: {rate:.1%} (the domain reports about 15%)"},
+    "migration.forecast_title": {"zh": "马尔可夫预测：未来 {n} 期（每期 {every}）的占比（90% 区间）",
+                                 "en": "Markov forecast: shares {n} periods of {every} ahead (90% interval)"},
+    "migration.periods_ahead": {"zh": "期数", "en": "Ahead"},
+    "migration.stability": {
+        "zh": "转移矩阵稳定性：各期与合并矩阵的最大行差 {stability:.2f}（0 = 每期相同）",
+        "en": "stability of the matrix: largest row difference of a period from the pooled one {stability:.2f} (0 = the same every period)",
+    },
+    "migration.forecast_backtest": {
+        "zh": "回测：用此前各期预测最后一期，占比平均绝对误差 {mean_abs_error:.1%}，最大 {max_abs_error:.1%}",
+        "en": "backtest: the last period forecast from the earlier ones, mean absolute error of the shares {mean_abs_error:.1%}, largest {max_abs_error:.1%}",
+    },
     "migration.written": {"zh": "变动用户明细已写入", "en": "Users who moved written to"},
     # BG/NBD with covariates (userstrata covariates)
     "covariates_title": {"zh": "截至 {day} 保留的协变量系数", "en": "Covariates kept, as of {day}"},

@@ -22,7 +22,7 @@ from userstrata.config import Settings
 from userstrata.errors import NotFoundError
 from userstrata.features._time import Clock
 from userstrata.segments import build_profile, rfm_grid_summary, snapshots, tier_shares
-from userstrata.segments.migration import Migration, annual_rate, migration
+from userstrata.segments.migration import Forecast, Migration, annual_rate, forecast, migration
 from userstrata.store import Store
 
 if TYPE_CHECKING:
@@ -154,14 +154,23 @@ class Workspace:
     def migration(self, start: dt_.date, end: dt_.date, *, by: str = "tier") -> Migration:
         """Who moved between ``by`` states from ``start`` to ``end``: the snapshots of those dates,
         or the profiles computed from the history where a snapshot is missing."""
-        def states(day):
-            if self.store.engine == "duckdb":  # snapshots live in a DuckDB workspace only
-                try:
-                    return self.snapshot_table(day).to_pandas()
-                except NotFoundError:
-                    pass
-            return self.profile(day).to_pandas()
-        return migration(states(start), states(end), by=by)
+        return migration(self._profile_at(start), self._profile_at(end), by=by)
+
+    def _profile_at(self, day: dt_.date) -> pd.DataFrame:
+        """The snapshot of ``day`` if kept (DuckDB), else the profile computed from the history."""
+        if self.store.engine == "duckdb":
+            try:
+                return self.snapshot_table(day).to_pandas()
+            except NotFoundError:
+                pass
+        return self.profile(day).to_pandas()
+
+    def migration_forecast(self, start: dt_.date, end: dt_.date, every: str = "1q", *, periods: int = 4,
+                           by: str = "tier", **options: Any) -> Forecast:
+        """A Markov forecast of ``by`` shares ``periods`` steps of ``every`` past ``end``, from the
+        profiles every ``every`` from ``start`` (see ``segments.migration.forecast``)."""
+        days = snapshots.snapshot_dates(start, end, every)
+        return forecast([self._profile_at(day) for day in days], periods=periods, by=by, **options)
 
     def migration_series(self, start: dt_.date, end: dt_.date, every: str = "1q", *, by: str = "tier") -> pd.DataFrame:
         """Migration period by period from ``start`` to ``end`` every ``every``: one row per period

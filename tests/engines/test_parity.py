@@ -302,3 +302,12 @@ def test_clusters(on_duckdb, on_spark):
     pd.testing.assert_series_equal(spark.labels, duck.labels, check_exact=True)
     pd.testing.assert_frame_equal(spark.clusters, duck.clusters, rtol=1e-9)
     pd.testing.assert_series_equal(spark.silhouette, duck.silhouette, rtol=1e-9)
+
+
+def test_migration_forecast(on_duckdb, on_spark):
+    start = END - dt.timedelta(days=180)
+    duck = on_duckdb.migration_forecast(start, END, "1q", periods=2, n_boot=20)
+    spark = on_spark.migration_forecast(start, END, "1q", periods=2, n_boot=20)
+    for name in ("matrix", "shares", "low", "high"):
+        pd.testing.assert_frame_equal(getattr(spark, name), getattr(duck, name), obj=name)
+    assert (spark.stability, spark.backtest) == (duck.stability, duck.backtest)

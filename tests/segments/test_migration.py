@@ -134,3 +134,50 @@ def test_migration_series_over_quarters(ws):
     assert series["changed_share"].iloc[1] == second.changed_share
     stay = (1 - series["changed_share"]).prod()
     assert series.attrs["annual_rate"] == pytest.approx(1 - stay ** (365.25 / series["days"].sum()))
+
+
+TRUE_P = np.array([[0.80, 0.15, 0.04, 0.01],
+                   [0.10, 0.75, 0.12, 0.03],
+                   [0.02, 0.18, 0.70, 0.10],
+                   [0.01, 0.04, 0.15, 0.80]])
+TIER_LIST = ["explorer", "regular", "engaged", "co_builder"]
+
+
+def _chain(matrices, n=3000, seed=0) -> list[pd.DataFrame]:
+    """Profiles of n users whose tier moves by the given transition matrices, one per period."""
+    rng = np.random.default_rng(seed)
+    state = rng.choice(4, n, p=[0.45, 0.35, 0.12, 0.08])
+    users = [f"u{i}" for i in range(n)]
+    out = [_profile(dict(zip(users, np.array(TIER_LIST)[state])))]
+    for P in matrices:
+        cum = P.cumsum(axis=1)[state]
+        state = (rng.random(n)[:, None] > cum).sum(axis=1)
+        out.append(_profile(dict(zip(users, np.array(TIER_LIST)[state]))))
+    return out
+
+
+def test_markov_forecast_is_the_matrix_power_of_the_pooled_estimate():
+    from userstrata.segments.migration import forecast
+
+    profiles = _chain([TRUE_P] * 4)
+    f = forecast(profiles, periods=3, n_boot=100)
+    # a second method: the pooled transition counts by crosstab, row-normalised, then powers
+    pairs = pd.concat([a.merge(b, on="user_id")[["tier_x", "tier_y"]] for a, b in zip(profiles, profiles[1:])])
+    counts = pd.crosstab(pairs["tier_x"], pairs["tier_y"]).reindex(index=TIER_LIST, columns=TIER_LIST, fill_value=0)
+    P = (counts.T / counts.sum(axis=1)).T.to_numpy()
+    start = profiles[-1]["tier"].value_counts(normalize=True).reindex(TIER_LIST, fill_value=0).to_numpy()
+    for k in range(4):
+        np.testing.assert_allclose(f.shares.loc[k].to_numpy(), start @ np.linalg.matrix_power(P, k), atol=1e-12)
+    assert np.abs(f.matrix.to_numpy() - TRUE_P).max() < 0.03  # 12,000 moves pin the chain down
+    assert (f.low.to_numpy() <= f.shares.to_numpy() + 1e-12).all() and (f.shares.to_numpy() <= f.high.to_numpy() + 1e-12).all()
+    assert f.stability < 0.1 and f.backtest["mean_abs_error"] < 0.02  # the same chain every period
+
+
+def test_a_chain_that_changes_is_reported_unstable():
+    from userstrata.segments.migration import forecast
+
+    drift = np.eye(4) * 0.5 + 0.5 * np.roll(np.eye(4), 1, axis=1)  # half of everyone moves up a tier
+    f = forecast(_chain([TRUE_P, TRUE_P, drift, drift]), periods=2, n_boot=20)
+    assert f.stability > 0.2
+    with pytest.raises(InputError, match="at least two"):
+        forecast(_chain([])[:1])

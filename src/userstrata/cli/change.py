@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from userstrata import export, i18n
+from userstrata.errors import InputError
 from userstrata.cli._app import (
     DATE_HELP,
     DEFAULT_WORKSPACE_PATH,
@@ -91,6 +92,7 @@ def migration(
     by: Annotated[str, typer.Option(help="tier, lifecycle or rfm_cell.")] = "tier",
     out: Annotated[Path | None, typer.Option(help="Also write every user who moved, with both states (.xlsx, .csv).")] = None,
     every: Annotated[str | None, typer.Option(help="Also period by period (1mo, 1q ...) with the annual rate.")] = None,
+    forecast: Annotated[int | None, typer.Option(min=1, help="With --every: project the shares this many periods ahead (Markov).")] = None,
     lang: LangOpt = "en",
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
     config: ConfigOpt = None,
@@ -107,6 +109,11 @@ def migration(
             task = progress.add_task(i18n.label("migration.computing", lang_), total=1)
             result = ws.migration(first, last, by=by)
             series = ws.migration_series(first, last, every, by=by) if every else None
+            if forecast is not None:
+                if not every:
+                    raise InputError("--forecast needs --every: the period the forecast steps by",
+                                     hint="e.g. --every 1q --forecast 4")
+                ahead = ws.migration_forecast(first, last, every, periods=forecast, by=by)
             progress.advance(task)
         if out is not None:
             export.write_table(result.moves, out, lang=lang_, timezone=ws.settings.timezone,
@@ -136,5 +143,17 @@ def migration(
                          f"{row.downgrades:,}")
         console.print(view)
         line(escape(t("migration.annual", lang_).format(rate=series.attrs["annual_rate"])))
+    if forecast is not None:
+        view = Table(title=t("migration.forecast_title", lang_).format(n=forecast, every=every))
+        view.add_column(t("migration.periods_ahead", lang_), justify="right")
+        for col in ahead.shares.columns:
+            view.add_column(name(col), justify="right")
+        for k in ahead.shares.index:
+            view.add_row(str(k), *(f"{ahead.shares.loc[k, c]:.1%}\n{100 * ahead.low.loc[k, c]:.1f}-"
+                                   f"{100 * ahead.high.loc[k, c]:.1f}" for c in ahead.shares.columns))  # fits 80
+        console.print(view)
+        line(escape(t("migration.stability", lang_).format(stability=ahead.stability)))
+        if ahead.backtest:
+            line(escape(t("migration.forecast_backtest", lang_).format(**ahead.backtest)))
     if out is not None:
         line(f"{escape(t('migration.written', lang_))}: [bold]{escape(str(out))}[/] ({len(result.moves):,})")

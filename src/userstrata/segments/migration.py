@@ -15,7 +15,7 @@ import pandas as pd
 from userstrata.errors import InputError
 from userstrata.schema import LIFECYCLE_STAGES, RFM_CELLS, TIERS
 
-__all__ = ["BY", "GONE", "NEW", "Migration", "annual_rate", "migration"]
+__all__ = ["BY", "GONE", "NEW", "Forecast", "Migration", "annual_rate", "forecast", "migration"]
 
 # not "new": that is also a lifecycle stage
 NEW, GONE = "(new)", "(gone)"
@@ -117,3 +117,98 @@ def annual_rate(changed_shares, days) -> float:
         raise InputError("annual_rate needs one changed share per period and each period's days (> 0)")
     stay = np.prod(1.0 - shares)
     return float(1.0 - stay ** (365.25 / days.sum()))
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A Markov forecast of state shares from a series of equally spaced profiles.
+
+    ``matrix``: the transition probabilities per period (rows: from, columns: to), pooled over
+    the consecutive pairs of profiles, among users present at both ends of a period (arrivals and
+    departures are left out: the forecast is of the users there now). ``shares``: one row per
+    period ahead (0 = the last profile), the projected share of each state; ``low``/``high`` its
+    interval from bootstrapping users (``level``). ``stability``: the largest total-variation
+    distance between a row of one period's own matrix and the pooled row (0 = the same every
+    period). ``backtest``: the forecast one period ahead from all but the last period against the
+    shares actually seen in the last one (``mean_abs_error``), when there are at least two periods.
+    """
+
+    by: str
+    matrix: pd.DataFrame
+    shares: pd.DataFrame
+    low: pd.DataFrame
+    high: pd.DataFrame
+    stability: float
+    backtest: dict
+
+
+def _pairs(profiles: list[pd.DataFrame], by: str) -> list[pd.DataFrame]:
+    out = []
+    for before, after in zip(profiles, profiles[1:]):
+        old, new = _states(before, by, "earlier").dropna(), _states(after, by, "later").dropna()
+        both = old.index.intersection(new.index)
+        out.append(pd.DataFrame({"from": old.reindex(both).to_numpy(), "to": new.reindex(both).to_numpy()}))
+    return out
+
+
+def _matrix(pairs: pd.DataFrame, states: tuple[str, ...]) -> np.ndarray:
+    """Row-normalised transition counts; a state nobody was in stays put (an identity row)."""
+    index = {s: i for i, s in enumerate(states)}
+    counts = np.zeros((len(states), len(states)))
+    np.add.at(counts, (pairs["from"].map(index).to_numpy(), pairs["to"].map(index).to_numpy()), 1.0)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.where(totals > 0, counts / np.where(totals > 0, totals, 1.0), np.eye(len(states)))
+
+
+def _shares(profile: pd.DataFrame, by: str, states: tuple[str, ...]) -> np.ndarray:
+    counts = _states(profile, by, "last").dropna().value_counts().reindex(list(states), fill_value=0)
+    return counts.to_numpy(np.float64) / max(counts.sum(), 1)
+
+
+def forecast(profiles: list[pd.DataFrame], *, periods: int = 4, by: str = "tier", level: float = 0.9,
+             n_boot: int = 200, random_state=0) -> Forecast:
+    """Project the shares of ``by`` states ``periods`` steps past the last of ``profiles``
+    (equally spaced, oldest first): shares_k = shares_0 @ P^k with P pooled over the periods."""
+    if by not in BY:
+        raise InputError(f"by = {by!r}; expected one of {', '.join(BY)}")
+    if len(profiles) < 2:
+        raise InputError(f"{len(profiles)} profile(s); a forecast needs at least two, one period apart")
+    if not (isinstance(periods, (int, np.integer)) and periods >= 1):
+        raise InputError(f"periods = {periods!r}; expected a whole number >= 1")
+    states = BY[by]
+    pairs = _pairs(profiles, by)
+    pooled = pd.concat(pairs, ignore_index=True)
+    P = _matrix(pooled, states)
+    start = _shares(profiles[-1], by, states)
+
+    def project(matrix, shares0):
+        rows = [shares0]
+        for _ in range(periods):
+            rows.append(rows[-1] @ matrix)
+        return np.array(rows)
+
+    point = project(P, start)
+    rng = np.random.default_rng(random_state)
+    boots = np.empty((n_boot, *point.shape))
+    for b in range(n_boot):  # users resampled within each period, so the matrix's own noise shows
+        sample = pd.concat([p.iloc[rng.integers(0, len(p), len(p))] for p in pairs if len(p)], ignore_index=True)
+        boots[b] = project(_matrix(sample, states), start)
+    q = [(1 - level) / 2, (1 + level) / 2]
+    low, high = np.quantile(boots, q, axis=0)
+    stability = 0.0
+    for p in pairs:
+        own = _matrix(p, states)
+        seen = np.isin(np.arange(len(states)), p["from"].map({s: i for i, s in enumerate(states)}).to_numpy())
+        if seen.any():
+            stability = max(stability, float(0.5 * np.abs(own[seen] - P[seen]).sum(axis=1).max()))
+    backtest = {}
+    if len(pairs) >= 2:
+        earlier = _matrix(pd.concat(pairs[:-1], ignore_index=True), states)
+        predicted = _shares(profiles[-2], by, states) @ earlier
+        actual = _shares(profiles[-1], by, states)
+        backtest = {"mean_abs_error": float(np.abs(predicted - actual).mean()),
+                    "max_abs_error": float(np.abs(predicted - actual).max())}
+    index = pd.RangeIndex(periods + 1, name="periods_ahead")
+    frame = lambda a: pd.DataFrame(a, index=index, columns=list(states))  # noqa: E731
+    return Forecast(by, pd.DataFrame(P, index=pd.Index(states, name="from"), columns=pd.Index(states, name="to")),
+                    frame(point), frame(low), frame(high), stability, backtest)
