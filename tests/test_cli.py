@@ -406,7 +406,8 @@ def test_demo_runs_on_bundled_data(tmp_path, lang):
     assert result.exit_code == 0, result.output
     profile = saved_profile(tmp_path / "demo" / "shop.duckdb")
     assert len(profile) > 1000
-    words = {"en": ["Explorer", "Dormant", "Important value"], "zh": ["体验探索者", "沉睡", "重要价值客户"]}[lang]
+    words = {"en": ["Explorer", "Dormant", "Important value", "Migration", "Markov forecast"],
+             "zh": ["体验探索者", "沉睡", "重要价值客户", "迁移（人数）", "马尔可夫预测"]}[lang]
     for word in words:
         assert word in result.output
     assert str(tmp_path / "demo" / "profiles.xlsx") in result.output.replace("\n", "")

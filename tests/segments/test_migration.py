@@ -181,3 +181,11 @@ def test_a_chain_that_changes_is_reported_unstable():
     assert f.stability > 0.2
     with pytest.raises(InputError, match="at least two"):
         forecast(_chain([])[:1])
+
+
+def test_shift_months_keeps_month_ends():
+    from userstrata.segments.snapshots import shift_months
+
+    assert shift_months(dt.date(2024, 6, 30), -3) == dt.date(2024, 3, 31)
+    assert shift_months(dt.date(2024, 3, 31), -1) == dt.date(2024, 2, 29)
+    assert shift_months(dt.date(2024, 6, 15), -12) == dt.date(2023, 6, 15)

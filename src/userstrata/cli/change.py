@@ -118,42 +118,59 @@ def migration(
         if out is not None:
             export.write_table(result.moves, out, lang=lang_, timezone=ws.settings.timezone,
                                currency=ws.settings.currency)
+    print_migration(result, first, last, lang_)
+    if series is not None and len(series):
+        print_series(series, every, lang_)
+    if forecast is not None:
+        print_forecast(ahead, forecast, every, lang_)
+    if out is not None:
+        line(f"{escape(i18n.label('migration.written', lang_))}: [bold]{escape(str(out))}[/] ({len(result.moves):,})")
+
+
+def _state_name(state: str, lang: str) -> str:
+    """A tier / stage / cell in ``lang``; the (new) and (gone) rows too."""
+    return i18n.label(f"migration.{state.strip('()')}", lang) if state.startswith("(") else i18n.label(state, lang)
+
+
+def print_migration(result, first, last, lang: str) -> None:
+    """The from -> to matrices (users, row shares) and who moved up or down."""
     t = i18n.label
-
-    def name(state: str) -> str:
-        return t(f"migration.{state.strip('()')}", lang_) if state.startswith("(") else t(state, lang_)
-
     for frame, title, fmt in ((result.counts, "migration.counts_title", "{:,}"),
                               (result.shares, "migration.shares_title", "{:.1%}")):
-        view = Table(title=t(title, lang_).format(start=first, end=last))
-        view.add_column(t("migration.from_to", lang_), no_wrap=True)
+        view = Table(title=t(title, lang).format(start=first, end=last))
+        view.add_column(t("migration.from_to", lang), no_wrap=True)
         for col in frame.columns:
-            view.add_column(name(col), justify="right")
+            view.add_column(_state_name(col, lang), justify="right")
         for state, row in frame.iterrows():
-            view.add_row(name(state), *(fmt.format(v) for v in row))
+            view.add_row(_state_name(state, lang), *(fmt.format(v) for v in row))
         console.print(view)
-    line(escape(t("migration.summary", lang_).format(
+    line(escape(t("migration.summary", lang).format(
         changed=result.changed_share, up=result.upgrades, down=result.downgrades)))
-    if series is not None and len(series):
-        view = Table(title=t("migration.series_title", lang_).format(every=every))
-        for col in ("start", "end", "changed_share", "upgrades", "downgrades"):
-            view.add_column(t(f"migration.col.{col}", lang_), justify="left" if col in ("start", "end") else "right")
-        for row in series.itertuples(index=False):
-            view.add_row(str(row.start), str(row.end), f"{row.changed_share:.1%}", f"{row.upgrades:,}",
-                         f"{row.downgrades:,}")
-        console.print(view)
-        line(escape(t("migration.annual", lang_).format(rate=series.attrs["annual_rate"])))
-    if forecast is not None:
-        view = Table(title=t("migration.forecast_title", lang_).format(n=forecast, every=every))
-        view.add_column(t("migration.periods_ahead", lang_), justify="right")
-        for col in ahead.shares.columns:
-            view.add_column(name(col), justify="right")
-        for k in ahead.shares.index:
-            view.add_row(str(k), *(f"{ahead.shares.loc[k, c]:.1%}\n{100 * ahead.low.loc[k, c]:.1f}-"
-                                   f"{100 * ahead.high.loc[k, c]:.1f}" for c in ahead.shares.columns))  # fits 80
-        console.print(view)
-        line(escape(t("migration.stability", lang_).format(stability=ahead.stability)))
-        if ahead.backtest:
-            line(escape(t("migration.forecast_backtest", lang_).format(**ahead.backtest)))
-    if out is not None:
-        line(f"{escape(t('migration.written', lang_))}: [bold]{escape(str(out))}[/] ({len(result.moves):,})")
+
+
+def print_series(series, every: str, lang: str) -> None:
+    """Migration period by period and the annual rate it implies."""
+    t = i18n.label
+    view = Table(title=t("migration.series_title", lang).format(every=every))
+    for col in ("start", "end", "changed_share", "upgrades", "downgrades"):
+        view.add_column(t(f"migration.col.{col}", lang), justify="left" if col in ("start", "end") else "right")
+    for row in series.itertuples(index=False):
+        view.add_row(str(row.start), str(row.end), f"{row.changed_share:.1%}", f"{row.upgrades:,}", f"{row.downgrades:,}")
+    console.print(view)
+    line(escape(t("migration.annual", lang).format(rate=series.attrs["annual_rate"])))
+
+
+def print_forecast(ahead, periods: int, every: str, lang: str) -> None:
+    """Projected shares with their intervals, the matrix's stability and the forecast's backtest."""
+    t = i18n.label
+    view = Table(title=t("migration.forecast_title", lang).format(n=periods, every=every))
+    view.add_column(t("migration.periods_ahead", lang), justify="right")
+    for col in ahead.shares.columns:
+        view.add_column(_state_name(col, lang), justify="right")
+    for k in ahead.shares.index:
+        view.add_row(str(k), *(f"{ahead.shares.loc[k, c]:.1%}\n{100 * ahead.low.loc[k, c]:.1f}-"
+                               f"{100 * ahead.high.loc[k, c]:.1f}" for c in ahead.shares.columns))  # fits 80
+    console.print(view)
+    line(escape(t("migration.stability", lang).format(stability=ahead.stability)))
+    if ahead.backtest:
+        line(escape(t("migration.forecast_backtest", lang).format(**ahead.backtest)))

@@ -11,9 +11,11 @@ from rich.markup import escape
 
 from userstrata import export, i18n
 from userstrata.cli._app import LangOpt, check_choice, check_lang, command, progress_bar, warnings_as_lines
+from userstrata.cli.change import print_forecast, print_migration
 from userstrata.cli.output import line, print_model_choice, print_predictions, print_summary
 from userstrata.cli.predict import stage_progress
 from userstrata.config import Settings
+from userstrata.segments.snapshots import shift_months
 
 
 @command
@@ -85,10 +87,18 @@ def demo(
             ws.snapshot(as_of, frame=frame)
             export.write_table(frame, path, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             report("writing")
+            # change over the last quarter, and where the tiers are heading (a year of quarters)
+            task = progress.add_task(i18n.label("migration.computing", lang_), total=1)
+            quarter_ago = shift_months(as_of, -3)
+            moved = ws.migration(quarter_ago, as_of)
+            ahead = ws.migration_forecast(shift_months(as_of, -12), as_of, "1q", periods=2)
+            progress.advance(task)
         profiled = f"截至 {as_of} 共 {len(frame):,} 位用户完成画像" if lang_ == "zh" else \
             f"{len(frame):,} users profiled as of {as_of}"
         line(f"[bold]{data}[/]: {profiled}")
         print_summary(ws, frame, lang_)
     print_model_choice(frame, lang_)
     print_predictions(frame, horizon, lang_)
+    print_migration(moved, quarter_ago, as_of, lang_)
+    print_forecast(ahead, 2, "1q", lang_)
     line(f"{i18n.label('profile_written', lang_)}: [bold]{escape(str(path))}[/]  (workspace: {escape(str(db))})")

@@ -21,7 +21,9 @@ from userstrata.config import Settings
 from userstrata.errors import InputError, NotFoundError
 from userstrata.store import PROFILES, SNAPSHOTS, Store
 
-__all__ = ["SnapshotReport", "fingerprint", "list_snapshots", "save_snapshot", "snapshot_dates", "snapshot_table"]
+__all__ = [
+    "SnapshotReport", "fingerprint", "list_snapshots", "save_snapshot", "shift_months", "snapshot_dates", "snapshot_table",
+]
 
 _PROFILE_SETTINGS = {"timezone", "lifecycle", "tiers", "rfm", "profile"}
 _EVERY = re.compile(r"^(\d+)(w|mo|q)$")
@@ -92,17 +94,21 @@ def snapshot_dates(start: dt_.date, end: dt_.date, every: str) -> list[dt_.date]
     if end < start:
         raise InputError(f"the series ends ({end}) before it starts ({start})")
     n, unit = int(m.group(1)), m.group(2)
-    month_end = (start + dt_.timedelta(days=1)).day == 1
     dates, k = [], 0
     while True:
         if unit == "w":
             day = start + dt_.timedelta(weeks=n * k)
         else:
-            months = n * k * (3 if unit == "q" else 1)
-            day = (pd.Timestamp(start) + pd.DateOffset(months=months)).date()
-            if month_end:
-                day = (pd.Timestamp(day) + pd.offsets.MonthEnd(0)).date()
+            day = shift_months(start, n * k * (3 if unit == "q" else 1))
         if day > end:
             return dates
         dates.append(day)
         k += 1
+
+
+def shift_months(day: dt_.date, months: int) -> dt_.date:
+    """``day`` moved by ``months`` (negative: back); a month end stays a month end (Jun 30 - 3 -> Mar 31)."""
+    moved = (pd.Timestamp(day) + pd.DateOffset(months=months)).date()
+    if (day + dt_.timedelta(days=1)).day == 1:
+        moved = (pd.Timestamp(moved) + pd.offsets.MonthEnd(0)).date()
+    return moved
