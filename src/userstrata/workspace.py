@@ -177,9 +177,10 @@ class Workspace:
         (``start, end, days, changed_share, upgrades, downgrades``); ``attrs["annual_rate"]`` is the
         yearly rate of change they imply (``segments.migration.annual_rate``)."""
         days = snapshots.snapshot_dates(start, end, every)
+        frames = [self._profile_at(day) for day in days]  # each day once, not once per period it ends or starts
         rows = []
-        for a, b in zip(days, days[1:]):
-            m = self.migration(a, b, by=by)
+        for (a, b), (before, after) in zip(zip(days, days[1:]), zip(frames, frames[1:])):
+            m = migration(before, after, by=by)
             rows.append(dict(start=a, end=b, days=(b - a).days, changed_share=m.changed_share,
                              upgrades=m.upgrades, downgrades=m.downgrades))
         frame = pd.DataFrame(rows, columns=["start", "end", "days", "changed_share", "upgrades", "downgrades"])
