@@ -2,13 +2,22 @@
 
 
 class UserstrataError(Exception):
-    """An error the user can fix; ``code`` is stable, ``hint`` says how."""
+    """An error the user can fix; ``code`` is stable, ``hint`` says how. ``zh`` and ``hint_zh``
+    are the Chinese texts an operator reads with ``--lang zh`` (English when not given)."""
 
     code = "error"
 
-    def __init__(self, message: str, *, hint: str | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, zh: str | None = None,
+                 hint_zh: str | None = None):
         super().__init__(message)
         self.hint = hint
+        self.zh, self.hint_zh = zh, hint_zh
+
+    def text(self, lang: str = "en") -> str:
+        return self.zh if lang == "zh" and self.zh else str(self)
+
+    def hint_text(self, lang: str = "en") -> str | None:
+        return self.hint_zh if lang == "zh" and self.hint_zh else self.hint
 
 
 class InputError(UserstrataError):

@@ -89,9 +89,12 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         except UserstrataError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            if exc.hint:
-                err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
+            lang = kwargs.get("lang") if kwargs.get("lang") in ("zh", "en") else "en"
+            error, hint = ("错误：", "提示：") if lang == "zh" else ("error: ", "hint: ")
+            err_console.print(f"[bold red]{error}[/]{escape(exc.text(lang))}", highlight=False, soft_wrap=True)
+            if exc.hint_text(lang):
+                err_console.print(f"[yellow]{hint}[/]{escape(exc.hint_text(lang))}", highlight=False,
+                                  soft_wrap=True)
             raise typer.Exit(2) from None
 
     return app.command()(wrapper)
