@@ -2,7 +2,14 @@
 
 import os
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+
+from userstrata.config import Settings
+from userstrata.datasets import simulate_shop
+from userstrata.schema import CANONICAL
+from userstrata.workspace import Workspace
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +34,53 @@ def spark(tmp_path_factory):
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+# The seeded shop every parity module compares: loaded into DuckDB through ingest, then the
+# same tables as Parquet registered as Spark views (one of each per test run).
+from parity import SEED, END, N_USERS  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory):
+    """The seeded simulated shop's files: {table: path}."""
+    folder = tmp_path_factory.mktemp("shop")
+    return simulate_shop(N_USERS, folder / "files", seed=SEED, end=END)
+
+
+@pytest.fixture(scope="session")
+def on_duckdb(shop, tmp_path_factory):
+    """The shop loaded through ingest, as a user would load it."""
+    ws = Workspace.open(tmp_path_factory.mktemp("duckdb") / "shop.duckdb", settings=Settings())
+    for name, path in shop.items():
+        if name in CANONICAL:
+            report = ws.load(name, path)
+            assert report.rows_rejected == 0, report.summary()
+    yield ws
+    ws.close()
+
+
+@pytest.fixture(scope="session")
+def parquet(on_duckdb, tmp_path_factory):
+    """The DuckDB workspace's canonical tables as ``<table>.parquet`` files: naive UTC
+    timestamps in microseconds, as stored (Spark cannot read nanoseconds)."""
+    folder = tmp_path_factory.mktemp("parquet")
+    for name, spec in CANONICAL.items():
+        table = on_duckdb.table(name).select(*spec.columns).to_pyarrow()
+        us = pa.schema([
+            pa.field(f.name, pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f for f in table.schema
+        ])
+        pq.write_table(table.cast(us), folder / f"{name}.parquet")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def on_spark(spark, parquet):
+    """The Parquet files registered as views of the canonical names, in a Spark session of
+    their own (views belong to a session; the SparkContext is shared)."""
+    session = spark.newSession()
+    for name in CANONICAL:
+        session.read.parquet(str(parquet / f"{name}.parquet")).createOrReplaceTempView(name)
+    ws = Workspace.open(session, settings=Settings())
+    assert ws.store.engine == "spark"
+    return ws

@@ -35,70 +35,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
 
-N_USERS = 2500
-SEED = 20240630
-END = dt.date(2024, 6, 30)  # the simulator's last local day
-HORIZON = 90
-# the churn classifier for END trains on the profile as of END - HORIZON: both are compared
-DATES = (END - dt.timedelta(days=HORIZON), END)
-
-
-def _same_frames(duck: pd.DataFrame, spark: pd.DataFrame, key: str | list[str] = "user_id") -> None:
-    """Exactly equal, column by column, after sorting by ``key`` (timestamps compared in us:
-    both engines hold microseconds, they only hand them to pandas in different units)."""
-    assert list(spark.columns) == list(duck.columns)
-    duck, spark = (f.sort_values(key, kind="stable").reset_index(drop=True) for f in (duck, spark))
-    for frame in (duck, spark):
-        for col in frame.columns:
-            if frame[col].dtype.kind == "M":
-                frame[col] = frame[col].astype("datetime64[us]")
-    assert len(duck) == len(spark)
-    pd.testing.assert_frame_equal(spark, duck, check_exact=True)
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    """The seeded simulated shop's files: {table: path}."""
-    folder = tmp_path_factory.mktemp("shop")
-    return simulate_shop(N_USERS, folder / "files", seed=SEED, end=END)
-
-
-@pytest.fixture(scope="module")
-def on_duckdb(shop, tmp_path_factory):
-    """The shop loaded through ingest, as a user would load it."""
-    ws = Workspace.open(tmp_path_factory.mktemp("duckdb") / "shop.duckdb", settings=Settings())
-    for name, path in shop.items():
-        if name in CANONICAL:
-            report = ws.load(name, path)
-            assert report.rows_rejected == 0, report.summary()
-    yield ws
-    ws.close()
-
-
-@pytest.fixture(scope="module")
-def parquet(on_duckdb, tmp_path_factory):
-    """The DuckDB workspace's canonical tables as ``<table>.parquet`` files: naive UTC
-    timestamps in microseconds, as stored (Spark cannot read nanoseconds)."""
-    folder = tmp_path_factory.mktemp("parquet")
-    for name, spec in CANONICAL.items():
-        table = on_duckdb.table(name).select(*spec.columns).to_pyarrow()
-        us = pa.schema([
-            pa.field(f.name, pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f for f in table.schema
-        ])
-        pq.write_table(table.cast(us), folder / f"{name}.parquet")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def on_spark(spark, parquet):
-    """The Parquet files registered as views of the canonical names, in a Spark session of
-    their own (views belong to a session; the SparkContext is shared)."""
-    session = spark.newSession()
-    for name in CANONICAL:
-        session.read.parquet(str(parquet / f"{name}.parquet")).createOrReplaceTempView(name)
-    ws = Workspace.open(session, settings=Settings())
-    assert ws.store.engine == "spark"
-    return ws
+from parity import DATES, END, HORIZON, N_USERS, SEED, _same_frames  # noqa: E402,F401
 
 
 def test_spark_views_hold_the_duckdb_tables(on_duckdb, on_spark):
