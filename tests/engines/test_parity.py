@@ -15,12 +15,9 @@ import datetime as dt
 import ibis
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from userstrata.config import Settings
-from userstrata.datasets import simulate_shop
 from userstrata.errors import InputError, NotFoundError
 from userstrata.features import btyd_summary
 from userstrata.features._time import Clock
@@ -35,7 +32,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
 
-from parity import DATES, END, HORIZON, N_USERS, SEED, _same_frames  # noqa: E402,F401
+from parity import DATES, END, HORIZON, N_USERS, _same_frames  # noqa: E402,F401
 
 
 def test_spark_views_hold_the_duckdb_tables(on_duckdb, on_spark):
