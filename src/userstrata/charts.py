@@ -24,6 +24,11 @@ from userstrata.errors import InputError
 __all__ = ["FORMATS", "save"]
 
 FORMATS = (".html", ".png")
+# Fonts with Chinese glyphs, as found on Linux, Windows and macOS; the first one installed is used
+_CJK_FONTS = (
+    "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+    "Microsoft YaHei", "SimHei", "PingFang SC", "Heiti SC", "Hiragino Sans GB", "Arial Unicode MS",
+)
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
@@ -45,6 +50,14 @@ def save(fig: Any, path: str | Path) -> Path:
     return path
 
 
+def cjk_font() -> str | None:
+    """The first installed font of ``_CJK_FONTS``; None when there is none."""
+    from matplotlib import font_manager  # noqa: PLC0415 - only PNG needs it
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in _CJK_FONTS if name in installed), None)
+
+
 def _text(value: Any) -> str:
     text = getattr(value, "text", value)
     return "" if text is None else str(text)
@@ -53,14 +66,12 @@ def _text(value: Any) -> str:
 def _png(fig: Any, path: Path) -> None:
     from matplotlib.figure import Figure  # noqa: PLC0415 - only PNG needs it
 
-    from userstrata.models.plots import _cjk_font  # noqa: PLC0415
-
     layout = fig.layout
     width = (layout.width or 900) / 100
     height = (layout.height or 520) / 100
     out = Figure(figsize=(width, height), layout="constrained")
     ax = out.add_subplot()
-    font = _cjk_font()
+    font = cjk_font()
     for i, trace in enumerate(fig.data):
         color = _COLORS[i % len(_COLORS)]
         kind = trace.type

@@ -357,11 +357,11 @@ def test_plot_tracking_draws_both_panels_with_the_cutoff():
 
 
 def test_plot_tracking_in_chinese(monkeypatch):
-    monkeypatch.setattr(plots, "_cjk_font", lambda: "DejaVu Sans")  # stands in for an installed CJK font
+    monkeypatch.setattr(plots, "cjk_font", lambda: "DejaVu Sans")  # stands in for an installed CJK font
     fig = plot_tracking(_small_tracking(), lang="zh")
     assert fig.axes[0].get_title() == "累计复购次数：实际 vs 模型"
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["实际", "模型预期", "校准期截止"]
-    monkeypatch.setattr(plots, "_cjk_font", lambda: None)
+    monkeypatch.setattr(plots, "cjk_font", lambda: None)
     with pytest.warns(UserWarning, match="no font with Chinese glyphs"):
         fig = plot_tracking(_small_tracking(), lang="zh")
     assert fig.axes[0].get_title() == "Cumulative repeat transactions: actual vs model"

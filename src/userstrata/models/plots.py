@@ -11,12 +11,12 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from sklearn.calibration import calibration_curve
 
 from userstrata import i18n
+from userstrata.charts import cjk_font
 from userstrata.errors import InputError, Notice
 from userstrata.models.churn import check_lang
 from userstrata.models.tracking import weekly_tracking
@@ -25,11 +25,6 @@ __all__ = ["plot_calibration", "plot_frequency_conditional", "plot_tracking"]
 
 # the chart's texts, in i18n as "tracking.<key>"
 TRACKING_LABEL_KEYS = ("title_cum", "title_weekly", "actual", "expected", "cutoff", "week", "cum", "weekly")
-# Fonts with Chinese glyphs, as found on Linux, Windows and macOS; the first one installed is used
-_CJK_FONTS = (
-    "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
-    "Microsoft YaHei", "SimHei", "PingFang SC", "Heiti SC", "Hiragino Sans GB", "Arial Unicode MS",
-)
 
 
 def _axes(ax, figsize=(6.4, 4.4)):
@@ -98,19 +93,13 @@ def plot_calibration(y_true, p, ax=None, *, n_bins: int = 10):
     return fig
 
 
-def _cjk_font() -> str | None:
-    """The first installed font of ``_CJK_FONTS``; None when there is none."""
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in _CJK_FONTS if name in installed), None)
-
-
 def chart_language(lang: str, chart_en: str, chart_zh: str):
     """``(lang, font)`` for a chart: Chinese needs a font with Chinese glyphs; without one the
     chart falls back to English labels and says so (a ``Notice``) rather than drawing empty boxes."""
     lang = check_lang(lang)
     if lang != "zh":
         return lang, None
-    font = _cjk_font()
+    font = cjk_font()
     if font is None:
         warnings.warn(Notice(
             f"no font with Chinese glyphs is installed, so the {chart_en} has English labels; "
