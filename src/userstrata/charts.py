@@ -21,7 +21,7 @@ import numpy as np
 
 from userstrata.errors import InputError
 
-__all__ = ["FORMATS", "save"]
+__all__ = ["FORMATS", "check_path", "cjk_font", "save"]
 
 FORMATS = (".html", ".png")
 # Fonts with Chinese glyphs, as found on Linux, Windows and macOS; the first one installed is used
@@ -32,16 +32,23 @@ _CJK_FONTS = (
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
-def save(fig: Any, path: str | Path) -> Path:
-    """Write ``fig`` (a ``plotly.graph_objects.Figure``) to ``path`` by its suffix (.html or .png)."""
+def check_path(path: str | Path) -> Path:
+    """``path`` if a chart can be written there (.html or .png), else an InputError saying so."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
+    if path.suffix.lower() not in FORMATS:
         raise InputError(
             f"cannot write a chart as {path.name!r}: the file must end in .html or .png",
             hint="e.g. --chart retention.html",
             zh=f"无法把图表写成 {path.name!r}：文件名须以 .html 或 .png 结尾",
+            hint_zh="例如 --chart retention.html",
         )
+    return path
+
+
+def save(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` (a ``plotly.graph_objects.Figure``) to ``path`` by its suffix (.html or .png)."""
+    path = check_path(path)
+    suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".html":
         fig.write_html(path, include_plotlyjs=True, full_html=True)  # plotly.js inside: no CDN
@@ -81,10 +88,13 @@ def _png(fig: Any, path: Path) -> None:
             _bar(ax, trace, color, i, len(fig.data), layout.barmode)
         elif kind in ("scatter", "scattergl"):
             x, y = list(trace.x), np.asarray(trace.y, dtype=float)
-            ax.plot(range(len(x)) if _categorical(x) else x, y, marker="o", markersize=3, color=color,
-                    label=trace.name)
+            dash = {"dot": ":", "dash": "--", "dashdot": "-."}.get(trace.line.dash, "-")
+            ax.plot(range(len(x)) if _categorical(x) else x, y, linestyle=dash, color=trace.line.color or color,
+                    marker="o" if "markers" in (trace.mode or "lines+markers") else None, markersize=3,
+                    linewidth=trace.line.width or 1.5, label=trace.name if trace.showlegend is not False else None)
             if _categorical(x):
-                ax.set_xticks(range(len(x)), [str(v) for v in x], rotation=45, ha="right")
+                ax.set_xticks(range(len(x)), [str(v) for v in x], rotation=45 if len(x) > 8 else 0,
+                              ha="right" if len(x) > 8 else "center")
         elif kind == "sankey":
             _sankey(ax, trace)
         else:
@@ -94,7 +104,7 @@ def _png(fig: Any, path: Path) -> None:
     ax.set_ylabel(_text(layout.yaxis.title))
     if layout.yaxis.autorange == "reversed":
         ax.invert_yaxis()
-    if sum(bool(t.name) for t in fig.data if t.type != "heatmap") > 1:
+    if sum(bool(t.name) and t.showlegend is not False for t in fig.data if t.type != "heatmap") > 1:
         ax.legend(frameon=False, fontsize=8)
     if font is not None:
         for item in out.findobj(lambda a: hasattr(a, "set_fontfamily")):

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from userstrata import Workspace
+from userstrata import Workspace, charts
 from userstrata.config import Settings
 from userstrata.datasets import simulate_shop
 from userstrata.errors import InputError, NotFoundError
-from userstrata.segments.migration import GONE, NEW, migration
+from userstrata.segments.migration import GONE, NEW, migration, migration_sankey
 from userstrata.segments.snapshots import fingerprint, snapshot_dates
 
 
@@ -189,3 +190,26 @@ def test_shift_months_keeps_month_ends():
     assert shift_months(dt.date(2024, 6, 30), -3) == dt.date(2024, 3, 31)
     assert shift_months(dt.date(2024, 3, 31), -1) == dt.date(2024, 2, 29)
     assert shift_months(dt.date(2024, 6, 15), -12) == dt.date(2023, 6, 15)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_sankey_bands_are_the_users_who_moved(lang, tmp_path):
+    before = _profile({"a": "explorer", "b": "regular", "c": "engaged", "e": "regular"})
+    after = _profile({"a": "regular", "b": "regular", "c": "regular", "f": "explorer"})
+    fig = migration_sankey(migration(before, after), start="2024-03-31", end="2024-06-30", lang=lang)
+    sankey = fig.data[0]
+    labels = list(sankey.node.label)
+    bands = {(labels[s], labels[t]): v for s, t, v in zip(sankey.link.source, sankey.link.target, sankey.link.value)}
+    name = {"zh": {"explorer": "体验探索者", "regular": "常规消费者", "engaged": "深度参与者", "new": "新出现", "gone": "已消失"},
+            "en": {"explorer": "Explorer", "regular": "Regular", "engaged": "Engaged", "new": "new", "gone": "gone"}}[lang]
+    # by hand: a explorer->regular, b regular->regular, c engaged->regular, e regular->gone, f new->explorer
+    assert bands == {(name["explorer"], name["regular"]): 1, (name["regular"], name["regular"]): 1,
+                     (name["engaged"], name["regular"]): 1, (name["regular"], name["gone"]): 1,
+                     (name["new"], name["explorer"]): 1}
+    assert "2024-06-30" in fig.layout.title.text
+    for suffix in (".html", ".png"):
+        written = charts.save(fig, tmp_path / f"m{suffix}")
+        assert written.stat().st_size > 1000
+    html = (tmp_path / "m.html").read_text(encoding="utf-8")
+    # plotly.js inside the file, no script fetched from elsewhere: works offline
+    assert not re.search(r"<script[^>]*\bsrc=", html) and "Plotly.newPlot" in html and len(html) > 1_000_000

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from userstrata import export, i18n
+from userstrata import charts, export, i18n
 from userstrata.errors import InputError
 from userstrata.cli._app import (
     DATE_HELP,
@@ -28,6 +28,7 @@ from userstrata.cli._app import (
 )
 from userstrata.cli.output import cell, line
 from userstrata.cli.profile import AsOfOpt
+from userstrata.segments.migration import forecast_chart, migration_sankey
 
 BY = ("tier", "lifecycle", "rfm_cell")
 
@@ -93,6 +94,7 @@ def migration(
     out: Annotated[Path | None, typer.Option(help="Also write every user who moved, with both states (.xlsx, .csv).")] = None,
     every: Annotated[str | None, typer.Option(help="Also period by period (1mo, 1q ...) with the annual rate.")] = None,
     forecast: Annotated[int | None, typer.Option(min=1, help="With --every: project the shares this many periods ahead (Markov).")] = None,
+    chart: Annotated[Path | None, typer.Option(help="Write the Sankey chart (.html or .png); with --forecast also FILE_forecast.")] = None,
     lang: LangOpt = "en",
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
     config: ConfigOpt = None,
@@ -102,6 +104,8 @@ def migration(
     check_choice(by, "--by", BY)
     if out is not None:
         export.check_path(out)
+    if chart is not None:
+        charts.check_path(chart)
     with open_workspace(workspace, config) as ws:
         first = day_or_latest(ws, start, "--from")
         last = day_or_latest(ws, end, "--to")
@@ -125,6 +129,13 @@ def migration(
         print_forecast(ahead, forecast, every, lang_)
     if out is not None:
         line(f"{escape(i18n.label('migration.written', lang_))}: [bold]{escape(str(out))}[/] ({len(result.moves):,})")
+    if chart is not None:
+        written = [charts.save(migration_sankey(result, start=first, end=last, lang=lang_), chart)]
+        if forecast is not None:
+            written.append(charts.save(forecast_chart(ahead, every=every, lang=lang_),
+                                       chart.with_name(f"{chart.stem}_forecast{chart.suffix}")))
+        for path in written:
+            line(f"{escape(i18n.label('migration.chart_written', lang_))}: [bold]{escape(str(path))}[/]")
 
 
 def _state_name(state: str, lang: str) -> str:

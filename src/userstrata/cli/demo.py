@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from userstrata import export, i18n
+from userstrata import charts, export, i18n
 from userstrata.cli._app import LangOpt, check_choice, check_lang, command, progress_bar, warnings_as_lines
 from userstrata.cli.change import print_forecast, print_migration
+from userstrata.segments.migration import migration_sankey
 from userstrata.cli.output import line, print_model_choice, print_predictions, print_summary
 from userstrata.cli.predict import stage_progress
 from userstrata.config import Settings
@@ -92,6 +93,7 @@ def demo(
             quarter_ago = shift_months(as_of, -3)
             moved = ws.migration(quarter_ago, as_of)
             ahead = ws.migration_forecast(shift_months(as_of, -12), as_of, "1q", periods=2)
+            sankey = charts.save(migration_sankey(moved, start=quarter_ago, end=as_of, lang=lang_), out / "migration.html")
             progress.advance(task)
         profiled = f"截至 {as_of} 共 {len(frame):,} 位用户完成画像" if lang_ == "zh" else \
             f"{len(frame):,} users profiled as of {as_of}"
@@ -101,4 +103,5 @@ def demo(
     print_predictions(frame, horizon, lang_)
     print_migration(moved, quarter_ago, as_of, lang_)
     print_forecast(ahead, 2, "1q", lang_)
+    line(f"{escape(i18n.label('migration.chart_written', lang_))}: [bold]{escape(str(sankey))}[/]")
     line(f"{i18n.label('profile_written', lang_)}: [bold]{escape(str(path))}[/]  (workspace: {escape(str(db))})")

@@ -8,14 +8,17 @@ counted exactly once and the matrix adds up to the users of both.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from userstrata import i18n
 from userstrata.errors import InputError
 from userstrata.schema import LIFECYCLE_STAGES, RFM_CELLS, TIERS
 
-__all__ = ["BY", "GONE", "NEW", "Forecast", "Migration", "annual_rate", "forecast", "migration"]
+__all__ = ["BY", "GONE", "NEW", "Forecast", "Migration", "annual_rate", "forecast", "forecast_chart", "migration",
+           "migration_sankey"]
 
 # not "new": that is also a lifecycle stage
 NEW, GONE = "(new)", "(gone)"
@@ -212,3 +215,52 @@ def forecast(profiles: list[pd.DataFrame], *, periods: int = 4, by: str = "tier"
     frame = lambda a: pd.DataFrame(a, index=index, columns=list(states))  # noqa: E731
     return Forecast(by, pd.DataFrame(P, index=pd.Index(states, name="from"), columns=pd.Index(states, name="to")),
                     frame(point), frame(low), frame(high), stability, backtest)
+
+
+def _state_label(state: str, lang: str) -> str:
+    key = f"migration.{state.strip('()')}" if state.startswith("(") else state
+    return i18n.label(key, lang)
+
+
+def migration_sankey(result: Migration, *, start: Any, end: Any, lang: str = "en") -> Any:
+    """The migration as a Sankey chart: states on ``start`` (and the new users) on the left,
+    states on ``end`` (and the users gone) on the right, bands as wide as the users who moved."""
+    import plotly.graph_objects as go  # noqa: PLC0415 - only charts need it
+
+    rows, cols = list(result.counts.index), list(result.counts.columns)
+    labels = [_state_label(s, lang) for s in rows] + [_state_label(s, lang) for s in cols]
+    source, target, value = [], [], []
+    for i, state in enumerate(rows):
+        for j, to in enumerate(cols):
+            n = int(result.counts.iat[i, j])
+            if n:
+                source.append(i)
+                target.append(len(rows) + j)
+                value.append(n)
+    title = i18n.label("migration.sankey_title", lang).format(start=start, end=end, by=i18n.label(f"by.{result.by}", lang))
+    return go.Figure(
+        go.Sankey(node=dict(label=labels, pad=12), link=dict(source=source, target=target, value=value)),
+        layout=dict(title=title),
+    )
+
+
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def forecast_chart(result: Forecast, *, every: str, lang: str = "en") -> Any:
+    """Projected share of each state per period ahead, with its bootstrap interval as dotted lines."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    periods = [str(p) for p in result.shares.index]
+    traces = []
+    for state, color in zip(result.shares.columns, _COLORS * 4):
+        name = _state_label(state, lang)
+        traces.append(go.Scatter(x=periods, y=result.shares[state], mode="lines+markers", name=name,
+                                 line=dict(color=color)))
+        for bound in (result.low, result.high):
+            traces.append(go.Scatter(x=periods, y=bound[state], mode="lines", showlegend=False, name=name,
+                                     line=dict(dash="dot", width=1, color=color)))
+    title = i18n.label("migration.forecast_chart", lang).format(by=i18n.label(f"by.{result.by}", lang))
+    return go.Figure(traces, layout=dict(
+        title=title, xaxis=dict(title=i18n.label("migration.periods_ahead", lang).format(every=every)),
+        yaxis=dict(title=i18n.label("migration.share", lang), tickformat=".0%")))
