@@ -217,6 +217,127 @@ class RenewalSettings(_Section):
         return v
 
 
+class SegmentDefinition(_Section):
+    """A named segment (``[segments.NAME]``): a condition over profile and prediction columns
+    (activate/segments.py), with the names an operator reads."""
+
+    where: str
+    label_zh: str = ""
+    label_en: str = ""
+
+
+class RealisationSettings(_Section):
+    """Value realisation (价值实现指数): which purchases carry use, and what counts as using them."""
+
+    # category -> usage events: "event" or "event:feature" (the event's ``feature`` property).
+    # The categories and features are the shop simulator's (datasets/shop.py): a course is
+    # watched, a membership's perks are used (logging in is how members reach them), game
+    # items and 点券 are used in play (点券 are also redeemed).
+    usage_events: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "课程": ["watch", "use:course_video"],
+            "会员": ["use:membership_perk", "login"],
+            "游戏道具": ["use:play"],
+            "点券": ["redeem", "use:play"],
+        }
+    )
+    derived_events: list[str] = Field(default_factory=lambda: ["share", "review"])  # spec: share, review
+    # spec: purchases not used within N days (default 14) go to the early-warning list
+    unused_after_days: int = Field(14, ge=1)
+    # use is counted this many days after each purchase ("watched 2 of 12 chapters in 30 days")
+    window_days: int = Field(30, ge=1)
+    # without progress properties, depth is days of use against this target (twice a week
+    # for a month: a habit rather than a try)
+    depth_target_days: int = Field(8, ge=1)
+    # weights of the components in the 0-100 index; use at all and depth count most, the
+    # speed of first use next, shares and reviews are a bonus
+    weight_used: float = Field(0.3, ge=0)
+    weight_speed: float = Field(0.2, ge=0)
+    weight_depth: float = Field(0.4, ge=0)
+    weight_derived: float = Field(0.1, ge=0)
+
+    @field_validator("usage_events")
+    @classmethod
+    def _rules(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for category, rules in v.items():
+            for rule in rules:
+                event, _, feature = rule.partition(":")
+                if not event.strip() or (":" in rule and not feature.strip()):
+                    raise ValueError(f"{category!r}: {rule!r} must be 'event' or 'event:feature'")
+        return v
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> "RealisationSettings":
+        if self.weight_used + self.weight_speed + self.weight_depth + self.weight_derived <= 0:
+            raise ValueError("at least one weight must be positive")
+        if self.unused_after_days > self.window_days:
+            raise ValueError("need unused_after_days <= window_days (use is only looked for in the window)")
+        return self
+
+
+class TagSettings(_Section):
+    """Behaviour tags (行为标签): each tag's rule. Shares are of the user's purchase orders."""
+
+    min_orders: int = Field(3, ge=1)  # share-based tags need this many orders: 1 of 1 is no habit
+    # price sensitivity: a line is at a promotion price when it is at least this % below the
+    # SKU's highest price in the data (5%: rounding and tiny price moves are not promotions)
+    promo_min_discount_percent: int = Field(5, ge=1, le=99)
+    price_sensitive_share: float = Field(0.5, gt=0, le=1)  # most orders discounted
+    # order columns that mark a discount when present (not in the canonical schema today)
+    discount_amount_col: str = "discount_amount"
+    coupon_col: str = "coupon_id"
+    # loyalty: top category's share of spend, and orders of one SKU
+    category_loyal_share: float = Field(0.8, gt=0, le=1)
+    repeat_item_orders: int = Field(3, ge=2)
+    # social: these events (group_buy = 拼团 when the shop maps it) in the last window_days
+    social_events: list[str] = Field(default_factory=lambda: ["share", "invite", "group_buy"])
+    social_min_events: int = Field(3, ge=1)
+    window_days: int = Field(90, ge=1)  # a quarter: recent enough to act on
+    # time habits, shop-local hours [start, end) (a start above the end wraps past midnight)
+    night_hours: tuple[int, int] = (22, 5)
+    lunch_hours: tuple[int, int] = (11, 14)  # 午休 11:30-13:30 falls inside
+    time_habit_share: float = Field(0.5, gt=0, le=1)  # night or lunch: half of the orders
+    weekend_share: float = Field(0.6, gt=0, le=1)  # 2 of 7 days: 0.29 by chance; 0.6 is a habit
+    # new-product affinity: bought within new_product_days of the SKU's first sale; SKUs whose
+    # first sale falls in the data's first new_product_days are not counted (they were not new)
+    new_product_days: int = Field(30, ge=1)
+    new_product_min: int = Field(2, ge=1)
+    new_product_share: float = Field(0.5, gt=0, le=1)
+
+    @field_validator("night_hours", "lunch_hours")
+    @classmethod
+    def _hours(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not (0 <= v[0] <= 23 and 0 <= v[1] <= 24 and v[0] != v[1]):
+            raise ValueError(f"{list(v)}: hours must be [start, end] with 0-23 and start != end")
+        return v
+
+
+class DensitySettings(_Section):
+    """Activity density x value grid (行为密度×价值预期)."""
+
+    window_days: int = Field(30, ge=1)  # spec: active days per month
+    # lower bounds of the density bands above "none" (0 days): 1-3, 4-10, 11+ active days
+    density_edges: tuple[int, int, int] = (1, 4, 11)
+    # active = any event or purchase; ["login"] counts logins only
+    activity_events: list[str] | None = None
+    # value bands among payers: quantile cuts (terciles)
+    value_cuts: tuple[float, float] = (1 / 3, 2 / 3)
+
+    @field_validator("density_edges")
+    @classmethod
+    def _increasing(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if not 1 <= v[0] < v[1] < v[2]:
+            raise ValueError(f"{list(v)}: need 1 <= first < second < third")
+        return v
+
+    @field_validator("value_cuts")
+    @classmethod
+    def _cuts(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] < v[1] < 1:
+            raise ValueError(f"{list(v)}: need 0 < low < high < 1")
+        return v
+
+
 class EngineSettings(_Section):
     """Limits for the embedded DuckDB engine (None = DuckDB's own default)."""
 
@@ -237,6 +358,10 @@ class Settings(_Section):
     ingest: IngestSettings = IngestSettings()
     engine: EngineSettings = EngineSettings()
     renewals: RenewalSettings = RenewalSettings()
+    realisation: RealisationSettings = RealisationSettings()
+    tags: TagSettings = TagSettings()
+    density: DensitySettings = DensitySettings()
+    segments: dict[str, SegmentDefinition] = {}
 
     @field_validator("timezone")
     @classmethod

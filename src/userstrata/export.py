@@ -149,9 +149,15 @@ def write_table(
     lang: i18n.Lang = "en",
     timezone: str = "Asia/Shanghai",
     currency: str = "CNY",
+    title: str | None = None,
 ) -> Path:
     """Write ``frame`` by the extension of ``path``: .xlsx and .csv localised (see
-    :func:`localize`), .parquet with the machine columns unchanged. Returns the path."""
+    :func:`localize`), .parquet with the machine columns unchanged. Returns the path.
+
+    ``title`` (spreadsheets only) is a line above the header, e.g. a segment's definition.
+    Text cells that a spreadsheet would run as a formula (starting with = + - @, a tab or a
+    carriage return) are written as text: quoted with ``'`` in .csv, typed as text in .xlsx.
+    """
     path = check_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
@@ -161,10 +167,30 @@ def write_table(
     table, kinds = _localized(frame, lang, timezone, currency)
     if suffix == ".csv":
         # the BOM makes Excel read the file as UTF-8 (without it Chinese shows as mojibake)
-        table.to_csv(path, index=False, encoding="utf-8-sig")
+        with path.open("w", encoding="utf-8-sig", newline="") as out:
+            if title:
+                pd.DataFrame([[_defused(title)]]).to_csv(out, index=False, header=False)
+            _defuse_text(table).to_csv(out, index=False)
     else:
-        _write_xlsx(table, kinds, path)
+        _write_xlsx(table, kinds, path, title)
     return path
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defused(value: object) -> object:
+    """A text a spreadsheet would read as a formula, quoted so that it stays text (OWASP CSV injection)."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+def _defuse_text(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(_defused)
+    out.columns = [_defused(str(c)) for c in out.columns]
+    return out
 
 
 def _display_width(text: str) -> int:
@@ -192,12 +218,13 @@ def _cells(series: pd.Series) -> list:
     return series.astype(object).where(series.notna(), None).tolist()
 
 
-def _write_xlsx(table: pd.DataFrame, kinds: list[str], path: Path) -> None:
+def _write_xlsx(table: pd.DataFrame, kinds: list[str], path: Path, title: str | None = None) -> None:
     # XlsxWriter streams rows (constant memory) and takes a number format per column, so
     # no cell is styled one by one: about 3x faster than openpyxl on a 100k-user profile
     import xlsxwriter
 
-    if len(table) + 1 > _XLSX_MAX_ROWS:
+    top = 1 if title else 0  # the title line sits above the header
+    if len(table) + 1 + top > _XLSX_MAX_ROWS:
         raise InputError(
             f"{path.name}: {len(table):,} rows do not fit in one Excel sheet ({_XLSX_MAX_ROWS - 1:,} at most)",
             hint="write .csv or .parquet instead",
@@ -213,11 +240,13 @@ def _write_xlsx(table: pd.DataFrame, kinds: list[str], path: Path) -> None:
         formats = {kind: book.add_format({"num_format": fmt}) for kind, fmt in _XLSX_FORMATS.items()}
         for i, (header, kind) in enumerate(zip(table.columns, kinds, strict=True)):
             sheet.set_column(i, i, _column_width(str(header), table[header], kind), formats.get(kind))
-        sheet.write_row(0, 0, [str(h) for h in table.columns], book.add_format({"bold": True}))
-        sheet.freeze_panes(1, 0)
-        sheet.autofilter(0, 0, len(table), max(len(table.columns) - 1, 0))
+        if title:
+            sheet.write_string(0, 0, title, book.add_format({"italic": True}))
+        sheet.write_row(top, 0, [str(h) for h in table.columns], book.add_format({"bold": True}))
+        sheet.freeze_panes(top + 1, 0)
+        sheet.autofilter(top, 0, top + len(table), max(len(table.columns) - 1, 0))
         columns = [_cells(table[header]) for header in table.columns]
-        for row, values in enumerate(zip(*columns), start=1):
+        for row, values in enumerate(zip(*columns), start=top + 1):
             sheet.write_row(row, 0, values)
     finally:
         book.close()

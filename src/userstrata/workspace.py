@@ -18,6 +18,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from userstrata import ingest
+from userstrata.activate.segments import BUILT_IN, Segment, defined_segments, resolve, segment_members
 from userstrata.config import Settings
 from userstrata.errors import NotFoundError
 from userstrata.features._time import Clock
@@ -225,6 +226,23 @@ class Workspace:
         from userstrata.segments.clusters import behaviour_clusters  # noqa: PLC0415 - scikit-learn off the CLI's start
 
         return behaviour_clusters(self.profile(as_of).to_pandas(), k=k, random_state=random_state, lang=lang)
+
+    # -- act ----------------------------------------------------------------------------
+    def segment_definitions(self) -> dict[str, Segment]:
+        """Every segment by name: the built-in ones, and those of ``[segments.NAME]`` (which win)."""
+        return {**BUILT_IN, **defined_segments(self.settings.segments)}
+
+    def segment(self, name: str, as_of: dt_.date | None = None, *, lang: str = "en") -> pd.DataFrame:
+        """The members of segment ``name`` as of ``as_of``, with their profile (and the prediction
+        columns when the condition uses them; see ``activate.segments.segment_members``)."""
+        as_of = as_of or self.latest_date()
+        return segment_members(
+            resolve(name, self.segment_definitions()), profile=self.profile(as_of, lang=lang),
+            events=self.table("events"), orders=self.table("orders"), as_of=as_of,
+            clock=Clock(self.settings.timezone, self.store.engine),
+            predictions=lambda: self.predict(as_of, with_profile=True, lang=lang),
+            memberships=lambda: self.renewals(as_of).members,
+        ).to_pandas()
 
     def tier_shares(self, profile: pd.DataFrame) -> pd.DataFrame:
         return tier_shares(profile, self.settings.tiers)

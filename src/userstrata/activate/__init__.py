@@ -1,0 +1,1 @@
+"""Act on the segments: who to contact, with what, when (segments, playbooks, the plan)."""
