@@ -79,8 +79,11 @@ def _main(
     _state["debug"] = debug
 
 
-def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Register ``fn`` as a command whose user errors become one red line and exit code 2."""
+def command(fn: Callable[..., Any] | None = None, *, on: typer.Typer | None = None, name: str | None = None) -> Any:
+    """Register ``fn`` as a command (named ``name``, of ``on``, a group; default the top level)
+    whose user errors become one red line and exit code 2."""
+    if fn is None:
+        return functools.partial(command, on=on, name=name)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -97,7 +100,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
                                   soft_wrap=True)
             raise typer.Exit(2) from None
 
-    return app.command()(wrapper)
+    return (on or app).command(name)(wrapper)
 
 
 def open_workspace(path: Path, config: Path | None = None) -> "Workspace":

@@ -1,0 +1,189 @@
+"""The REST API (FastAPI) over one workspace: ``create_app(path)``; ``userstrata serve`` runs it.
+
+Profiles are read from the latest snapshot, held in memory, so a user lookup never queries the
+engine. Everything else goes through the ``Workspace`` under one lock: a DuckDB connection runs
+one statement at a time, and requests arrive on several threads.
+
+Errors are JSON ``{"code", "message", "hint"}`` in the language of ``Accept-Language`` (zh or en):
+InputError 422, NotFoundError 404, NotFittedError 409, a missing or bad token 401, a role too
+low 403. Any other exception is a bug: logged with its traceback, answered with a plain 500.
+"""
+
+
+import datetime as dt_
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from userstrata import __version__
+from userstrata.errors import InputError, NotFittedError, NotFoundError, UserstrataError
+from userstrata.serve.tokens import Token, verify_token
+from userstrata.workspace import Workspace
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("userstrata.serve")
+_STATUS = {InputError: 422, NotFoundError: 404, NotFittedError: 409}
+MAX_PAGE = 1_000
+
+
+class AuthError(UserstrataError):
+    code = "unauthorized"
+
+
+class RoleError(UserstrataError):
+    code = "forbidden"
+
+
+def _lang(request: Request) -> str:
+    accepted = request.headers.get("accept-language", "")
+    return "zh" if accepted.lower().startswith("zh") else "en"
+
+
+def _error(request: Request, status: int, exc: UserstrataError) -> JSONResponse:
+    lang = _lang(request)
+    return JSONResponse(status_code=status, content={"code": exc.code, "message": exc.text(lang),
+                                                     "hint": exc.hint_text(lang)})
+
+
+def jsonable(value: Any) -> Any:
+    """A profile value as JSON: missing -> null, times -> ISO text, numpy -> Python."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+        return None
+    if isinstance(value, (pd.Timestamp, dt_.datetime, dt_.date)):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    return value
+
+
+class ServeState:
+    """The workspace, its lock, and the latest snapshot's profiles indexed by user."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self.lock = threading.Lock()
+        self.profiles = pd.DataFrame()
+        self.as_of: dt_.date | None = None
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the latest snapshot (saving one of the last day in the data when there is none)."""
+        with self.lock:
+            kept = self.ws.snapshots()
+            if kept.empty:
+                self.ws.snapshot()
+                kept = self.ws.snapshots()
+            self.as_of = pd.Timestamp(kept["as_of"].max()).date()
+            self.profiles = self.ws.snapshot_table(self.as_of).to_pandas().set_index("user_id", drop=False)
+
+
+def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> FastAPI:
+    """The API over ``workspace`` (a path of a DuckDB workspace, or an open ``Workspace``)."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace, settings=settings, create=False)
+    state = ServeState(ws)
+    app = FastAPI(title="userstrata", version=__version__,
+                  description="User value stratification and lifecycle operations (用户价值分层与生命周期运营)")
+    app.state.serve = state
+
+    @app.exception_handler(UserstrataError)
+    def _known(request: Request, exc: UserstrataError) -> JSONResponse:
+        status = 401 if isinstance(exc, AuthError) else 403 if isinstance(exc, RoleError) else \
+            next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 422)
+        return _error(request, status, exc)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
+        return _error(request, 422, InputError(f"{field}: {first['msg']}", zh=f"{field}：{first['msg']}",
+                                               hint="see /docs for the request's fields",
+                                               hint_zh="请求字段见 /docs"))
+
+    @app.exception_handler(Exception)
+    def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"code": "internal_error", "message": "internal error",
+                                                      "hint": None})
+
+    def token(authorization: Annotated[str | None, Header()] = None) -> Token:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise AuthError("no token: send 'Authorization: Bearer <token>'",
+                            hint="create one with `userstrata token create --role viewer`",
+                            zh="缺少令牌：请求头需带 'Authorization: Bearer <令牌>'",
+                            hint_zh="用 `userstrata token create --role viewer` 创建")
+        found = verify_token(ws.store, authorization.removeprefix("Bearer ").strip())
+        if found is None:
+            raise AuthError("the token is unknown, revoked or expired", hint="create a new one",
+                            zh="令牌无效、已撤销或已过期", hint_zh="请重新创建令牌")
+        return found
+
+    def role(needed: str):
+        def check(found: Annotated[Token, Depends(token)]) -> Token:
+            if not found.allows(needed):
+                raise RoleError(f"this needs the {needed} role; the token is {found.role}",
+                                hint=f"use a token created with --role {needed}",
+                                zh=f"需要 {needed} 角色；当前令牌为 {found.role}",
+                                hint_zh=f"请使用 --role {needed} 创建的令牌")
+            return found
+        return check
+
+    Viewer = Annotated[Token, Depends(role("viewer"))]
+    Operator = Annotated[Token, Depends(role("operator"))]
+
+    @app.get("/v1/health")
+    def health() -> dict:
+        """Alive, and which snapshot the profiles come from (no token needed)."""
+        return {"status": "ok", "version": __version__, "profiles_as_of": jsonable(state.as_of),
+                "users": len(state.profiles)}
+
+    @app.get("/v1/users/{user_id}")
+    def read_user(user_id: str, _: Operator) -> dict:
+        """One user's profile from the latest snapshot: tier with its reason, lifecycle, RFM cell and scores."""
+        if user_id not in state.profiles.index:
+            raise NotFoundError(f"no user {user_id!r} in the profiles of {state.as_of}",
+                                zh=f"{state.as_of} 的画像中没有用户 {user_id!r}")
+        row = state.profiles.loc[user_id]
+        return {col: jsonable(row[col]) for col in state.profiles.columns}
+
+    @app.get("/v1/segments")
+    def list_segments(_: Viewer) -> list[dict]:
+        """The segments: name, labels, condition."""
+        return [{"name": s.name, "label_zh": s.label("zh"), "label_en": s.label("en"), "where": s.where}
+                for s in ws.segment_definitions().values()]
+
+    @app.get("/v1/segments/{name}/members")
+    def segment_members(name: str, _: Operator, cursor: str | None = None,
+                        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> dict:
+        """One page of a segment's members ordered by user id; ``next_cursor`` fetches the next."""
+        with state.lock:
+            members = ws.segment(name, state.as_of)
+        members = members.sort_values("user_id", kind="stable")
+        if cursor is not None:
+            members = members[members["user_id"] > cursor]
+        page = members.head(limit)
+        rows = [{c: jsonable(v) for c, v in zip(page.columns, values)} for values in page.itertuples(index=False)]
+        more = len(members) > limit
+        return {"segment": name, "as_of": jsonable(state.as_of), "members": rows,
+                "next_cursor": rows[-1]["user_id"] if more and rows else None}
+
+    @app.get("/v1/migration")
+    def read_migration(_: Viewer, start: Annotated[dt_.date, Query(alias="from")],
+                       end: Annotated[dt_.date | None, Query(alias="to")] = None, by: str = "tier") -> dict:
+        """From -> to counts between two days (``new``/``gone`` rows and columns), changed share, up, down."""
+        with state.lock:
+            result = ws.migration(start, end or state.as_of, by=by)
+        return {"by": by, "from": start.isoformat(), "to": (end or state.as_of).isoformat(),
+                "counts": {k: {c: int(v) for c, v in row.items()} for k, row in result.counts.to_dict("index").items()},
+                "changed_share": result.changed_share, "upgrades": result.upgrades,
+                "downgrades": result.downgrades}
+
+    return app
