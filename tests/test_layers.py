@@ -18,7 +18,8 @@ LAYERS = [
     {"activate"},
     {"workspace"},
     {"export"},
-    {"serve", "report", "cli"},
+    {"serve", "report"},
+    {"cli"},  # the command line starts the server and writes the report
 ]
 ROOT = Path(userstrata.__file__).parent
 
