@@ -18,7 +18,8 @@ LAYERS = [
     {"activate"},
     {"workspace"},
     {"export"},
-    {"serve", "report"},
+    {"report"},
+    {"serve"},  # the dashboard shows the report's sections
     {"cli"},  # the command line starts the server and writes the report
 ]
 ROOT = Path(userstrata.__file__).parent

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 
 from userstrata import __version__
 from userstrata.errors import InputError, NotFittedError, NotFoundError, UserstrataError
+from userstrata.serve.dashboard import dashboard_router
 from userstrata.serve.tokens import Token, verify_token
 from userstrata.workspace import Workspace
 
@@ -93,6 +94,7 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> Fa
     app = FastAPI(title="userstrata", version=__version__,
                   description="User value stratification and lifecycle operations (用户价值分层与生命周期运营)")
     app.state.serve = state
+    app.include_router(dashboard_router(state))
 
     @app.exception_handler(UserstrataError)
     def _known(request: Request, exc: UserstrataError) -> JSONResponse:

@@ -1,0 +1,1 @@
+"""The shareable HTML report and the sections the dashboard shows."""

@@ -1,0 +1,50 @@
+"""The overview of a workspace as of a day: the sections of the report and the dashboard."""
+
+from __future__ import annotations
+
+import datetime as dt_
+from typing import Any
+
+import pandas as pd
+
+from userstrata.errors import NotFoundError, UserstrataError
+from userstrata.report.sections import Section, overview_sections
+from userstrata.segments.migration import migration_sankey
+from userstrata.segments.snapshots import shift_months
+from userstrata.workspace import Workspace
+
+__all__ = ["TITLE", "profile_for", "workspace_sections"]
+
+TITLE = {"zh": "用户价值分层与生命周期报告", "en": "User value and lifecycle report"}
+_MIGRATION = {"zh": "近一季度层级迁移", "en": "Tier migration, last quarter"}
+
+
+def profile_for(ws: Workspace, as_of: dt_.date) -> pd.DataFrame:
+    """The snapshot of ``as_of`` (with predictions when it was saved with them), else the profile."""
+    try:
+        return ws.snapshot_table(as_of).to_pandas()
+    except (NotFoundError, UserstrataError):
+        return ws.profile(as_of).to_pandas()
+
+
+def _migration(ws: Workspace, as_of: dt_.date, lang: str) -> Section | None:
+    start = shift_months(as_of, -3)
+    try:
+        moved = ws.migration(start, as_of)
+    except UserstrataError:
+        return None
+    if moved.counts.to_numpy().sum() == 0:
+        return None
+    return Section("migration", _MIGRATION[lang], migration_sankey(moved, start=start, end=as_of, lang=lang))
+
+
+def workspace_sections(ws: Workspace, as_of: dt_.date | None = None, *, lang: str = "en", min_count: int = 0,
+                       profile: pd.DataFrame | None = None, more: list[Any] | None = None) -> list[Section]:
+    """Every section for ``as_of`` (default: the last day in the data)."""
+    as_of = as_of or ws.latest_date()
+    profile = profile_for(ws, as_of) if profile is None else profile
+    return overview_sections(
+        profile, tier_shares=ws.tier_shares(profile), rfm_grid=ws.rfm_grid(profile), lang=lang,
+        currency=ws.settings.currency, min_count=min_count,
+        more=[lambda: _migration(ws, as_of, lang), *(more or [])],
+    )
