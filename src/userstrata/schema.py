@@ -98,9 +98,13 @@ EVENTS = TableSpec(
 
 IDENTITIES = TableSpec(
     "identities",
-    ibis.schema({"source": dt.string, "external_id": dt.string, "user_id": dt.string}),
+    # one link per row: (source, external_id) belongs with user_id, or, when linked_source names
+    # another source, with that source's id in user_id (openid <-> unionid <-> phone); one external
+    # id may have many links (a shared phone is then found and capped: ingest/identity.py)
+    ibis.schema({"source": dt.string, "external_id": dt.string, "user_id": dt.string, "linked_source": dt.string}),
     required=("source", "external_id", "user_id"),
-    key=("source", "external_id"),
+    key=("source", "external_id", "linked_source", "user_id"),
+    defaults={"linked_source": "user_id"},
 )
 
 TOUCHES = TableSpec(

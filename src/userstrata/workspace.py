@@ -22,6 +22,7 @@ from userstrata.activate.segments import BUILT_IN, Segment, defined_segments, re
 from userstrata.config import Settings
 from userstrata.errors import NotFoundError
 from userstrata.features._time import Clock
+from userstrata.ingest.identity import IdentityMap, attribute_tables, stitch
 from userstrata.segments import build_profile, rfm_grid_summary, snapshots, tier_shares
 from userstrata.segments.migration import Forecast, Migration, annual_rate, forecast, migration
 from userstrata.store import Store
@@ -65,9 +66,15 @@ class Workspace:
         self.store.require_duckdb("loading files")
         return ingest.load_file(self.store, table, path, **options)
 
-    def load_frame(self, table: str, data: Any, *, source: str) -> ingest.LoadReport:
+    def load_frame(self, table: str, data: Any, *, source: str, keep_pii: bool = False) -> ingest.LoadReport:
         self.store.require_duckdb("loading data")
-        return ingest.load_frame(self.store, table, data, source=source)
+        return ingest.load_frame(self.store, table, data, source=source, keep_pii=keep_pii)
+
+    def identities(self, *, max_links: int | None = None) -> IdentityMap:
+        """Linked ids as one user each (统一用户ID): the map, how many merged, the conflicts over
+        the cap (see ``ingest.identity.stitch``)."""
+        return stitch(self.table("identities"), events=self.table("events"),
+                      max_links=max_links or self.settings.identity.max_links)
 
     def rejects(self, **filters: Any) -> pd.DataFrame:
         self.store.require_duckdb("listing rejected rows (kept by loads)")
@@ -98,11 +105,20 @@ class Workspace:
         return max(found)
 
     def _tables(self, known_at: dt_.datetime | None = None) -> dict[str, ir.Table]:
+        """The canonical tables, each user's rows under their one stitched id when identities are linked."""
         names = ("users", "orders", "order_items", "events")
         if known_at is None:
-            return {name: self.table(name) for name in names}
-        self.store.require_duckdb("known_at (the load history)")
-        return {name: ingest.table_known_at(self.store, name, known_at) for name in names}
+            tables = {name: self.table(name) for name in names}
+        else:
+            self.store.require_duckdb("known_at (the load history)")
+            tables = {name: ingest.table_known_at(self.store, name, known_at) for name in names}
+        if self._has_identities():
+            tables = attribute_tables(tables, self.identities(),
+                                      anonymous_sources=self.settings.identity.anonymous_sources)
+        return tables
+
+    def _has_identities(self) -> bool:
+        return bool(self.store.con.execute(self.table("identities").count()))
 
     def _inputs(self) -> dict[str, Any]:
         return {**self._tables(), "settings": self.settings, "engine": self.store.engine,

@@ -71,6 +71,7 @@ def load(
                                                   "(default: found after any title lines)."),
     ] = None,
     sheet: Annotated[str | None, typer.Option(help="Workbook sheet (default: the first that holds data).")] = None,
+    keep_pii: Annotated[bool, typer.Option("--keep-pii", help="Keep phone numbers and e-mails as they are (default: salted hashes).")] = False,
     lang: LangOpt = "en",
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
     config: ConfigOpt = None,
@@ -82,7 +83,7 @@ def load(
     with open_workspace(workspace, config) as ws, progress_bar() as progress:
         task = progress.add_task(f"loading {file.name}", total=None)
         report = ws.load(
-            table, file, mapping=pairs, encoding=encoding, header_row=header_row, sheet=sheet,
+            table, file, mapping=pairs, encoding=encoding, header_row=header_row, sheet=sheet, keep_pii=keep_pii,
             progress=lambda n: progress.advance(task, n),
         )
     print_load_report(report, lang_)

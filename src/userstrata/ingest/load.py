@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 
 from userstrata.errors import InputError
-from userstrata.ingest import readers, vocab
+from userstrata.ingest import pii, readers, vocab
 from userstrata.ingest.mapping import ColumnPlan, plan_columns
 from userstrata.ingest.validate import Rules, ident, lit, stage_query
 from userstrata.schema import CANONICAL, EVENT_NAMES, LOAD_ID, ORDER_ITEMS, ORDERS, VERSIONS_SUFFIX, TableSpec
@@ -131,6 +131,7 @@ def load_file(
     header_row: int | None = None,
     sheet: str | None = None,
     progress: Progress | None = None,
+    keep_pii: bool = False,
 ) -> LoadReport:
     """Load the file at ``path`` into the canonical ``table`` of ``store``.
 
@@ -154,6 +155,9 @@ def load_file(
         For workbooks: the sheet to read; by default the first sheet that looks like data.
     progress
         Called with the number of rows of each chunk once the chunk is processed.
+    keep_pii
+        Keep phone numbers and e-mail addresses as they are; by default they are stored only
+        as salted hashes (see ``ingest/pii.py``).
 
     Returns
     -------
@@ -173,17 +177,19 @@ def load_file(
     reader = readers.open_reader(path, fmt, encoding=encoding, header_row=header_row, sheet=sheet,
                                  chunk_rows=store.settings.ingest.chunk_rows)
     return _load(store, spec, reader, file=str(path), display=path.name, sha256=_sha256(path),
-                 mapping=mapping, progress=progress)
+                 mapping=mapping, progress=progress, keep_pii=keep_pii)
 
 
-def load_frame(store, table: str, data, *, source: str) -> LoadReport:
+def load_frame(store, table: str, data, *, source: str, keep_pii: bool = False) -> LoadReport:
     """Load a pandas DataFrame or pyarrow Table through the same validation as files.
 
-    Row numbers in rejects count records from 1. ``source`` names the data in rejects/loads.
+    Row numbers in rejects count records from 1. ``source`` names the data in rejects/loads;
+    ``keep_pii`` as in ``load_file``.
     """
     spec = _spec(table)
     reader = readers.FrameReader(data, source=source, chunk_rows=store.settings.ingest.chunk_rows)
-    return _load(store, spec, reader, file=source, display=source, sha256=None, mapping=None, progress=None)
+    return _load(store, spec, reader, file=source, display=source, sha256=None, mapping=None, progress=None,
+                 keep_pii=keep_pii)
 
 
 def _sha256(path: Path) -> str:
@@ -240,7 +246,7 @@ def _sql_type(dtype: dt.DataType) -> str:
     return {"string": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE", "timestamp": "TIMESTAMP"}[str(dtype)]
 
 
-def _rules(settings, started: dt_.datetime) -> Rules:
+def _rules(settings, started: dt_.datetime, *, hash_pii: bool = False) -> Rules:
     ingest = settings.ingest
     return Rules(
         timezone=settings.timezone,
@@ -251,6 +257,8 @@ def _rules(settings, started: dt_.datetime) -> Rules:
         statuses=tuple(vocab.status_lookup(ingest.status_map).items()),
         events=tuple(vocab.event_lookup(ingest.event_map).items()),
         currency_rates=tuple(ingest.currency_rates.items()),
+        hash_pii=hash_pii,
+        pii_sources=tuple(settings.identity.pii_sources),
     )
 
 
@@ -264,12 +272,16 @@ def _is_item_export(spec: TableSpec, names: tuple[str, ...] | None, mapping: dic
 
 
 def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: str | None,
-          mapping: dict[str, str] | None, progress: Progress | None) -> LoadReport:
+          mapping: dict[str, str] | None, progress: Progress | None, keep_pii: bool = False) -> LoadReport:
     raw = store.duckdb
     started = _utcnow()
     token = uuid.uuid4().hex[:8]
     load_id = f"{started:%Y%m%dT%H%M%S}-{token}"
-    rules = _rules(store.settings, started)
+    # direct identifiers (phones, e-mails) reach the workspace only as salted hashes
+    hash_pii = not keep_pii and spec.name in _PII_TABLES
+    rules = _rules(store.settings, started, hash_pii=hash_pii)
+    if hash_pii:
+        pii.register(raw, pii.workspace_salt(raw), store.settings.identity.pii_keys)
     items = _is_item_export(spec, reader.names, mapping, display)
     stage_spec = _ITEM_LINES if items else spec
     # item lines are all kept: the same product twice in one order is two lines
@@ -329,6 +341,8 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
             if totals["read"] != inserted + updated + unchanged + totals["rejected"]:
                 raise RuntimeError(f"ingest bug: counts do not add up for load {load_id}: {totals}, {per_table}")
             _vocabulary_warnings(raw, stage_spec, staging, warnings, display=display)
+            if hash_pii:  # rejected rows are kept whole: their phones and e-mails are hashed too
+                pii.scrub_rejects(raw, staging.rejects)
             with store.transaction():
                 for name, (table, source, _) in decisions.items():
                     _apply(raw, CANONICAL[name], table, source, load_id=load_id, at=started)
@@ -348,6 +362,8 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
                 )
     finally:
         chunks.close()
+        if hash_pii:
+            pii.unregister(raw)
 
     # the last plan has seen every column (JSON lines learn columns as they go)
     plan = list(plans.values())[-1] if plans else None
@@ -383,6 +399,9 @@ def _load(store, spec: TableSpec, reader, *, file: str, display: str, sha256: st
         notes_zh=notes.texts("zh"),
     )
 
+
+# tables whose rows may hold direct identifiers (identities.external_id, users.attributes)
+_PII_TABLES = ("users", "identities")
 
 _REJECT_COLUMNS = pa.schema([
     ("row_number", pa.int64()), ("column_name", pa.string()), ("value", pa.string()),

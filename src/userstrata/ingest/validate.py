@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt_
 from dataclasses import dataclass
 
+from userstrata.ingest import pii
 from userstrata.ingest.mapping import ColumnPlan
 from userstrata.schema import ORDER_STATUSES, TableSpec
 
@@ -61,6 +62,9 @@ class Rules:
     statuses: tuple[tuple[str, str], ...] = ()  # (folded source value, canonical status)
     events: tuple[tuple[str, str], ...] = ()  # (folded source name, canonical name)
     currency_rates: tuple[tuple[str, float], ...] = ()  # (currency, units of the shop currency)
+    # direct identifiers hashed as they are staged (ingest/pii.py registers the functions)
+    hash_pii: bool = False
+    pii_sources: tuple[str, ...] = ()  # identities.source values whose external_id is hashed
 
 
 def column_kind(spec: TableSpec, column: str) -> str:
@@ -271,6 +275,11 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
             # closed after payment (Youzan's TRADE_CLOSED covers both) shows as a refund
             v = (f"CASE WHEN {v} = 'cancelled' AND v_refund_amount > 0 THEN "
                  f"(CASE WHEN v_refund_amount < v_amount THEN 'partially_refunded' ELSE 'refunded' END) ELSE {v} END")
+        if rules.hash_pii and spec.name == "identities" and col == "external_id" and rules.pii_sources:
+            sources = ", ".join(lit(x.lower()) for x in rules.pii_sources)
+            v = f"CASE WHEN lower(v_source) IN ({sources}) THEN {pii.HASH_FUNCTION}({v}) ELSE {v} END"
+        elif rules.hash_pii and spec.name == "users" and col == "attributes":
+            v = f"{pii.JSON_FUNCTION}({v})"
         if col == "event_id":
             content = ", ".join(
                 f"coalesce({e}, '')"
