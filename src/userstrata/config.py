@@ -338,6 +338,133 @@ class DensitySettings(_Section):
         return v
 
 
+class AlertSettings(_Section):
+    """Early warnings (流失预警): the rules ``userstrata alerts`` evaluates (measure/alerts.py)."""
+
+    # spec: active days in the last 14 days under 50% of the rate of the 60 days before
+    drop_recent_days: int = Field(14, ge=1)
+    drop_baseline_days: int = Field(60, ge=1)
+    drop_ratio: float = Field(0.5, gt=0, le=1)
+    # a baseline of 1-3 active days in 60 is too thin to call a drop
+    drop_min_baseline_days: int = Field(4, ge=1)
+    # a high-tier user silent this long (no event, no purchase)
+    silent_tiers: list[str] = Field(default_factory=lambda: ["co_builder", "engaged"])
+    silent_days: int = Field(14, ge=1)
+    # spec: a course or membership bought and not used for 14 days
+    unused_categories: list[str] = Field(default_factory=lambda: ["课程", "会员"])
+    usage_events: list[str] = Field(default_factory=lambda: ["use", "watch", "login", "redeem"])
+    unused_days: int = Field(14, ge=1)
+    # spec: no login for 2 consecutive weeks after buying a course
+    course_categories: list[str] = Field(default_factory=lambda: ["课程"])
+    no_login_days: int = Field(14, ge=1)
+    # purchases older than this are not watched any more (an old unused course is history)
+    purchase_lookback_days: int = Field(90, ge=1)
+    # a check-in streak of at least this many days that has no check-in yet on the day
+    streak_days: int = Field(7, ge=2)
+    # memberships ending within this many days whose P(renew) (renewals model) is below the cut
+    expiry_days: int = Field(7, ge=0)
+    renew_probability_below: float = Field(0.5, gt=0, le=1)
+    # segment metrics: down more than this against the same weekday of the previous weeks,
+    # on each of the last ``segment_days`` days, with at least ``min_volume`` a day at baseline
+    segment_by: list[str] = Field(default_factory=lambda: ["tier", "lifecycle"])
+    segment_metrics: list[Literal["active_users", "orders", "conversion", "gmv"]] = Field(
+        default_factory=lambda: ["active_users", "orders", "conversion", "gmv"]
+    )
+    conversion_events: tuple[str, str] = ("page_view", "add_to_cart")  # the simulator's funnel
+    segment_drop: float = Field(0.15, gt=0, lt=1)  # spec: down more than 15%
+    segment_days: int = Field(3, ge=1, le=7)  # spec: 3 consecutive days (at most a week)
+    baseline_weeks: int = Field(4, ge=1)  # the same weekday of the 4 weeks before
+    min_volume: float = Field(20.0, ge=0)  # users (orders for orders and GMV) a day at baseline
+
+
+class CadenceSettings(_Section):
+    """Contact cadence (触达频次): caps per user across all playbooks, quiet hours, send hours."""
+
+    # seed doc: ordinary users 2-3 touches a week, high value 3-5; the upper bound is the cap
+    weekly_caps: dict[str, int] = Field(
+        default_factory=lambda: {"explorer": 3, "regular": 3, "engaged": 5, "co_builder": 5}
+    )
+    # seed doc: dormant users 1-2 touches a month; these stages get the monthly cap instead
+    dormant_stages: list[str] = Field(default_factory=lambda: ["dormant", "churned"])
+    dormant_monthly_cap: int = Field(2, ge=0)
+    # seed doc: quiet hours 23:00-08:00 shop time, [start, end) wrapping past midnight
+    quiet_start_hour: int = Field(23, ge=0, le=23)
+    quiet_end_hour: int = Field(8, ge=0, le=23)
+    # fallback send hours when neither the user nor the shop has activity (evening after work;
+    # weekend late morning)
+    peak_hour_weekday: int = Field(20, ge=0, le=23)
+    peak_hour_weekend: int = Field(10, ge=0, le=23)
+    cooldown_days: int = Field(7, ge=1)  # the same playbook to the same user at most once a week
+    # channels that need an explicit opt-in row (e.g. ["sms"] for marketing texts)
+    consent_required: list[str] = Field(default_factory=list)
+    cart_days: int = Field(3, ge=1)  # carts this recent count as abandoned carts to remind
+    salt: str = "userstrata"  # experiment assignment salt: change it to reshuffle every experiment
+
+    @field_validator("weekly_caps")
+    @classmethod
+    def _every_tier(cls, v: dict[str, int]) -> dict[str, int]:
+        if sorted(v) != sorted(TIERS) or any(c < 0 for c in v.values()):
+            raise ValueError(f"give a cap >= 0 for each of {list(TIERS)}, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _quiet_and_peak(self) -> "CadenceSettings":
+        if self.quiet_start_hour == self.quiet_end_hour:
+            raise ValueError("quiet_start_hour and quiet_end_hour must differ")
+        return self
+
+
+class PlaybookSettings(_Section):
+    """One playbook (``[[playbooks]]``): who (a segment, a condition or a trigger) gets what.
+
+    A playbook with the name of a built-in one changes only the keys it gives
+    (``enabled = false`` switches it off); completeness is checked in activate/playbooks.py.
+    """
+
+    name: str = Field(min_length=1)
+    segment: str | None = None  # a segment name: built-in or [segments.NAME]
+    where: str | None = None  # or a condition over the profile
+    trigger: Literal["registered_1h", "registered_6h", "registered_24h", "cart_abandoned", "dormant_days",
+                     "cross_sell"] | None = None  # fmt: skip
+    trigger_days: int | None = Field(None, ge=1)  # dormant_days: N; cross_sell: days after the order
+    channel: Literal["sms", "wechat_template", "wecom", "app_push", "email", "community"] | None = None
+    template: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+    offer_type: Literal["none", "coupon", "discount", "gift", "points", "trial"] = "none"
+    offer_value: float = Field(0.0, ge=0)
+    priority: int = Field(50, ge=0, le=100)  # higher wins when caps bite
+    goal: Literal["upgrade", "first_order", "recall", "renewal", "care"] | None = None
+    cooldown_days: int | None = Field(None, ge=1)
+    experiment: str | None = None  # default: the playbook's name when it has variants
+    variants: dict[str, float] = Field(default_factory=dict)  # arm -> share; "holdout" is not sent
+    enabled: bool = True
+    label_zh: str = ""
+    label_en: str = ""
+
+    @field_validator("variants")
+    @classmethod
+    def _shares(cls, v: dict[str, float]) -> dict[str, float]:
+        if v and (any(s < 0 for s in v.values()) or abs(sum(v.values()) - 1) > 1e-9):
+            raise ValueError(f"{v}: shares must be >= 0 and add up to 1")
+        return v
+
+
+class IdentitySettings(_Section):
+    """Identity stitching (统一用户ID) and direct identifiers (PII) at load time."""
+
+    # spec: one phone linked to hundreds of accounts is a shared device or a test account; an id
+    # with more distinct links than this is listed as a conflict instead of merged through
+    max_links: int = Field(20, ge=1)
+    # identity sources whose ids are what events carry in anonymous_id (device, cookie, visitor)
+    anonymous_sources: list[str] = Field(default_factory=lambda: ["anonymous_id", "device_id"])
+    # identities.source values whose external_id is a direct identifier (hashed unless --keep-pii)
+    pii_sources: list[str] = Field(default_factory=lambda: ["phone", "mobile", "email", "手机号"])
+    # users.attributes keys that hold direct identifiers (compared case- and separator-folded)
+    pii_keys: list[str] = Field(
+        default_factory=lambda: ["phone", "mobile", "email", "tel", "手机号", "手机", "电话", "联系电话", "邮箱"]
+    )
+
+
 class EngineSettings(_Section):
     """Limits for the embedded DuckDB engine (None = DuckDB's own default)."""
 
@@ -357,11 +484,15 @@ class Settings(_Section):
     profile: ProfileSettings = ProfileSettings()
     ingest: IngestSettings = IngestSettings()
     engine: EngineSettings = EngineSettings()
+    identity: IdentitySettings = IdentitySettings()
     renewals: RenewalSettings = RenewalSettings()
     realisation: RealisationSettings = RealisationSettings()
     tags: TagSettings = TagSettings()
     density: DensitySettings = DensitySettings()
+    alerts: AlertSettings = AlertSettings()
     segments: dict[str, SegmentDefinition] = {}
+    cadence: CadenceSettings = CadenceSettings()
+    playbooks: list[PlaybookSettings] = []
 
     @field_validator("timezone")
     @classmethod
