@@ -103,3 +103,52 @@ def test_migration_matches_the_workspace(served):
     want = ws.migration(start, END)
     assert got["counts"]["explorer"]["regular"] == want.counts.loc["explorer", "regular"]
     assert got["upgrades"] == want.upgrades and got["changed_share"] == pytest.approx(want.changed_share)
+
+
+def test_writes_need_admin_and_refuse_oversized_or_malformed_batches_writing_nothing(served):
+    ws, client, tokens = served
+    before = ws.table("events").count().execute()
+    row = {"user_id": "u-new", "ts": "2024-06-30 10:00:00", "event": "login"}
+    assert client.post("/v1/events", json={"rows": [row]}, headers=_auth(tokens["operator"])).status_code == 403
+    from userstrata.serve import app as api
+
+    big = {"rows": [row] * (api.MAX_BATCH + 1)}
+    _is_error(client.post("/v1/events", json=big, headers=_auth(tokens["admin"])), 413, "too_large")
+    body = _is_error(client.post("/v1/events", json={"rows": "x"}, headers=_auth(tokens["admin"])), 422, "invalid_input")
+    assert body["message"].startswith("rows")
+    bad = client.post("/v1/events", content=b"{not json", headers={**_auth(tokens["admin"]), "content-type": "application/json"})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_input"
+    huge = client.post("/v1/events", content=b"x" * (api.MAX_BODY + 1), headers=_auth(tokens["admin"]))
+    assert huge.status_code == 413
+    assert ws.table("events").count().execute() == before
+
+
+def test_a_posted_order_shows_in_the_users_profile_at_once_and_reposting_counts_once(served):
+    ws, client, tokens = served
+    admin = _auth(tokens["admin"])
+    order = {"order_id": "api-o1", "user_id": "api-buyer", "ts": "2024-06-30 03:00:00", "amount": 6480.0}
+    first = client.post("/v1/orders", json={"rows": [order]}, headers=admin).json()
+    assert (first["inserted"], first["rejected"], first["users_refreshed"]) == (1, 0, 1)
+    got = client.get("/v1/users/api-buyer", headers=admin).json()
+    want = ws.profile().to_pandas().set_index("user_id").loc["api-buyer"]  # the batch computation
+    assert got["orders"] == 1 == want["orders"] and got["monetary"] == pytest.approx(6480.0)
+    assert got["tier"] == want["tier"] and got["lifecycle"] == want["lifecycle"]
+    again = client.post("/v1/orders", json={"rows": [order]}, headers=admin).json()
+    assert again["inserted"] == 0 and again["unchanged"] == 1
+    assert client.get("/v1/users/api-buyer", headers=admin).json()["orders"] == 1
+    # an event for the same user updates her activity
+    event = {"event_id": "api-e1", "user_id": "api-buyer", "ts": "2024-06-30 05:00:00", "event": "login"}
+    assert client.post("/v1/events", json={"rows": [event]}, headers=admin).json()["inserted"] == 1
+    # times without a zone are shop time (Asia/Shanghai, UTC+8), as in files; profiles hold UTC
+    assert pd.Timestamp(client.get("/v1/users/api-buyer", headers=admin).json()["last_ts"]) == pd.Timestamp("2024-06-29 21:00:00")
+
+
+def test_rejected_rows_are_named_and_the_rest_loaded(served):
+    ws, client, tokens = served
+    rows = [{"order_id": "api-o2", "user_id": "api-2", "ts": "2024-06-29 03:00:00", "amount": "abc"},
+            {"order_id": "api-o3", "user_id": "api-3", "ts": "2024-06-29 03:00:00", "amount": 30}]
+    body = client.post("/v1/orders", json={"rows": rows}, headers=_auth(tokens["admin"], "zh")).json()
+    assert body["rows_read"] == 2 and body["inserted"] == 1 and body["rejected"] == 1
+    (reject,) = body["rejects"]
+    assert reject["row"] == 1 and reject["column"] == "amount" and reject["value"] == "abc"
+    assert body["users_refreshed"] == 1

@@ -22,6 +22,7 @@ import pandas as pd
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from userstrata import __version__
 from userstrata.errors import InputError, NotFittedError, NotFoundError, UserstrataError
@@ -34,6 +35,8 @@ __all__ = ["create_app"]
 log = logging.getLogger("userstrata.serve")
 _STATUS = {InputError: 422, NotFoundError: 404, NotFittedError: 409}
 MAX_PAGE = 1_000
+MAX_BATCH = 10_000  # rows per POST
+MAX_BODY = 8 * 1024 * 1024  # bytes per request
 
 
 class AuthError(UserstrataError):
@@ -42,6 +45,16 @@ class AuthError(UserstrataError):
 
 class RoleError(UserstrataError):
     code = "forbidden"
+
+
+class BatchTooLarge(UserstrataError):
+    code = "too_large"
+
+
+class Batch(BaseModel):
+    """Rows of one canonical table, as JSON objects keyed by column name."""
+
+    rows: list[dict[str, Any]]
 
 
 def _lang(request: Request) -> str:
@@ -76,6 +89,22 @@ class ServeState:
         self.as_of: dt_.date | None = None
         self.reload()
 
+    def refresh(self, users: list[str]) -> int:
+        """Recompute the profiles of ``users`` now (as of the last day in the data) and put them in
+        place; prediction columns of the snapshot stay until the next run. Returns how many."""
+        if not users:
+            return 0
+        with self.lock:
+            profile = self.ws.profile()
+            fresh = profile.filter(profile.user_id.isin(users)).to_pandas().set_index("user_id", drop=False)
+        for column in fresh.columns.difference(self.profiles.columns):
+            self.profiles[column] = pd.NA
+        old = self.profiles.reindex(fresh.index)
+        merged = old.copy()
+        merged[fresh.columns] = fresh
+        self.profiles = pd.concat([self.profiles.drop(index=fresh.index, errors="ignore"), merged])
+        return len(fresh)
+
     def reload(self) -> None:
         """Read the latest snapshot (saving one of the last day in the data when there is none)."""
         with self.lock:
@@ -96,10 +125,19 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> Fa
     app.state.serve = state
     app.include_router(dashboard_router(state))
 
+    @app.middleware("http")
+    async def _limit_size(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > MAX_BODY:
+            return _error(request, 413, BatchTooLarge(
+                f"the request is {int(size):,} bytes; at most {MAX_BODY:,}", hint="split the batch",
+                zh=f"请求 {int(size):,} 字节；最多 {MAX_BODY:,} 字节", hint_zh="请拆分后分批提交"))
+        return await call_next(request)
+
     @app.exception_handler(UserstrataError)
     def _known(request: Request, exc: UserstrataError) -> JSONResponse:
         status = 401 if isinstance(exc, AuthError) else 403 if isinstance(exc, RoleError) else \
-            next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 422)
+            413 if isinstance(exc, BatchTooLarge) else next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 422)
         return _error(request, status, exc)
 
     @app.exception_handler(RequestValidationError)
@@ -140,6 +178,7 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> Fa
 
     Viewer = Annotated[Token, Depends(role("viewer"))]
     Operator = Annotated[Token, Depends(role("operator"))]
+    Admin = Annotated[Token, Depends(role("admin"))]
 
     @app.get("/v1/health")
     def health() -> dict:
@@ -176,6 +215,42 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> Fa
         more = len(members) > limit
         return {"segment": name, "as_of": jsonable(state.as_of), "members": rows,
                 "next_cursor": rows[-1]["user_id"] if more and rows else None}
+
+    def write(table: str, request: Request, found: Token, rows: list) -> dict:
+        """Load a batch through the same validation as files, then refresh its users' profiles."""
+        if len(rows) > MAX_BATCH:
+            raise BatchTooLarge(f"{len(rows):,} rows in one batch; at most {MAX_BATCH:,}",
+                                hint="split the batch", zh=f"一批 {len(rows):,} 行；每批最多 {MAX_BATCH:,} 行",
+                                hint_zh="请拆分后分批提交")
+        if not rows:
+            raise InputError("the batch has no rows", zh="这一批没有数据")
+        frame = pd.DataFrame(rows)
+        with state.lock:
+            report = ws.load_frame(table, frame, source=f"api:{found.token_id}")
+            rejects = ws.rejects(load_id=report.load_id)
+        log.info("token %s wrote %s: %s", found.token_id, table, report.summary())
+        accepted = frame.drop(index=[int(r) - 1 for r in rejects["row_number"]], errors="ignore")
+        users = sorted({u for u in accepted.get("user_id", pd.Series(dtype=object)).dropna().astype(str)})
+        refreshed = state.refresh(users)
+        return {
+            "load_id": report.load_id, "rows_read": report.rows_read, "inserted": report.rows_inserted,
+            "updated": report.rows_updated, "unchanged": report.rows_unchanged, "rejected": report.rows_rejected,
+            "rejects": [{"row": int(r.row_number), "column": r.column_name, "value": r.value,
+                         "reason": r.reason_zh if _lang(request) == "zh" and r.reason_zh else r.reason}
+                        for r in rejects.itertuples(index=False)],
+            "users_refreshed": refreshed,
+        }
+
+    @app.post("/v1/events")
+    def post_events(batch: Batch, request: Request, found: Admin) -> dict:
+        """A batch of events (canonical columns; ``event_id`` optional): validated like a file, idempotent
+        by id; each user's profile (lifecycle, tier...) is refreshed at once."""
+        return write("events", request, found, batch.rows)
+
+    @app.post("/v1/orders")
+    def post_orders(batch: Batch, request: Request, found: Admin) -> dict:
+        """A batch of orders, validated like a file and idempotent by ``order_id``; profiles refreshed at once."""
+        return write("orders", request, found, batch.rows)
 
     @app.get("/v1/migration")
     def read_migration(_: Viewer, start: Annotated[dt_.date, Query(alias="from")],
