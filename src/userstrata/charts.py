@@ -134,9 +134,11 @@ def _heatmap(out: Any, ax: Any, trace: Any) -> None:
 
 
 def _bar(ax: Any, trace: Any, color: str, i: int, n: int, barmode: str | None) -> None:
-    x, y = list(trace.x), np.asarray(trace.y, dtype=float)
+    # categories on the value axis' other side: horizontal bars carry their labels in y
     if trace.orientation == "h":
         x, y = list(trace.y), np.asarray(trace.x, dtype=float)
+    else:
+        x, y = list(trace.x), np.asarray(trace.y, dtype=float)
     pos = np.arange(len(x), dtype=float)
     width = 0.8 if barmode in ("stack", "overlay") or n == 1 else 0.8 / n
     shift = 0 if width == 0.8 else (i - (n - 1) / 2) * width

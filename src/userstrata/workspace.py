@@ -18,12 +18,17 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from userstrata import ingest
-from userstrata.activate.segments import BUILT_IN, Segment, defined_segments, resolve, segment_members
+from userstrata.activate.segments import BUILT_IN, Segment, columns_used, defined_segments, resolve, segment_members
 from userstrata.config import Settings
 from userstrata.errors import NotFoundError
 from userstrata.features._time import Clock
 from userstrata.ingest.identity import IdentityMap, attribute_tables, stitch
+from userstrata.features import purchases
+from userstrata.features.realisation import purchase_usage, realisation_index, unused_purchases
+from userstrata.features.tags import TAGS, tags_wide, user_tags
 from userstrata.segments import build_profile, rfm_grid_summary, snapshots, tier_shares
+from userstrata.segments.density import active_days, density_grid
+from userstrata.segments.profile import REALISATION_COLUMNS, with_depth
 from userstrata.segments.migration import Forecast, Migration, annual_rate, forecast, migration
 from userstrata.store import Store
 
@@ -125,19 +130,52 @@ class Workspace:
                 "execute": self.store.con.execute}
 
     def profile(self, as_of: dt_.date | None = None, *, lang: str = "en",
-                known_at: dt_.datetime | None = None) -> ir.Table:
+                known_at: dt_.datetime | None = None, depth: bool = False) -> ir.Table:
         """One row per user as of ``as_of`` (default: the last day in the data), lazily.
 
         ``lang`` ("en" or "zh") is the language of ``tier_reason``; ``known_at`` (naive UTC)
-        computes it from the data as loaded at that moment (later loads' changes unseen).
+        computes it from the data as loaded at that moment (later loads' changes unseen);
+        ``depth`` adds value realisation and the behaviour tags (``segments.profile.with_depth``).
         """
-        return build_profile(
-            **self._tables(known_at),
-            as_of=as_of or self.latest_date(),
-            settings=self.settings,
-            engine=self.store.engine,
-            lang=lang,
-        )
+        tables = self._tables(known_at)
+        as_of = as_of or self.latest_date()
+        profile = build_profile(**tables, as_of=as_of, settings=self.settings, engine=self.store.engine, lang=lang)
+        if not depth:
+            return profile
+        return with_depth(profile, orders=tables["orders"], order_items=tables["order_items"],
+                          events=tables["events"], as_of=as_of, settings=self.settings,
+                          engine=self.store.engine, lang=lang)
+
+    def _clock(self) -> Clock:
+        return Clock(self.settings.timezone, self.store.engine)
+
+    def purchase_usage(self, as_of: dt_.date | None = None) -> ir.Table:
+        """Each usage-bearing purchase line with its use after purchase (``features.realisation``)."""
+        t = self._tables()
+        return purchase_usage(t["orders"], t["order_items"], t["events"], as_of=as_of or self.latest_date(),
+                              clock=self._clock(), rules=self.settings.realisation)
+
+    def realisation(self, as_of: dt_.date | None = None) -> ir.Table:
+        """Value realisation index 0-100 per user, its components and reason (价值实现指数)."""
+        return realisation_index(self.purchase_usage(as_of))
+
+    def unused_purchases(self, as_of: dt_.date | None = None) -> ir.Table:
+        """Purchases not used within ``[realisation] unused_after_days``."""
+        return unused_purchases(self.purchase_usage(as_of))
+
+    def tags(self, as_of: dt_.date | None = None, *, wide: bool = False) -> ir.Table:
+        """Behaviour tags (行为标签): one row per user and tag with its reason, or one column per tag."""
+        day, t = as_of or self.latest_date(), self._tables()
+        tags = user_tags(purchases(t["orders"], as_of=day, clock=self._clock()), t["order_items"], t["events"],
+                         as_of=day, clock=self._clock(), rules=self.settings.tags)
+        return tags_wide(tags) if wide else tags
+
+    def density(self, as_of: dt_.date | None = None, *, predictions: Any = None, value_col: str = "clv") -> ir.Table:
+        """Activity density x value expectation per user (行为密度×价值预期, ``segments.density``)."""
+        day, t = as_of or self.latest_date(), self._tables()
+        days = active_days(t["orders"], t["events"], as_of=day, clock=self._clock(), rules=self.settings.density)
+        return density_grid(self.profile(day), days, rules=self.settings.density, predictions=predictions,
+                            value_col=value_col)
 
     def save_profile(self, as_of: dt_.date | None = None) -> int:
         """Materialise the profile as a snapshot in the ``profiles`` table; returns its rows."""
@@ -252,13 +290,47 @@ class Workspace:
         """The members of segment ``name`` as of ``as_of``, with their profile (and the prediction
         columns when the condition uses them; see ``activate.segments.segment_members``)."""
         as_of = as_of or self.latest_date()
+        segment = resolve(name, self.segment_definitions())
+        depth = bool(columns_used(segment.where) & {*REALISATION_COLUMNS, *TAGS, "tag_count"})
         return segment_members(
-            resolve(name, self.segment_definitions()), profile=self.profile(as_of, lang=lang),
+            segment, profile=self.profile(as_of, lang=lang, depth=depth),
             events=self.table("events"), orders=self.table("orders"), as_of=as_of,
             clock=Clock(self.settings.timezone, self.store.engine),
             predictions=lambda: self.predict(as_of, with_profile=True, lang=lang),
             memberships=lambda: self.renewals(as_of).members,
         ).to_pandas()
+
+    # -- measure ------------------------------------------------------------------------
+    def _measure_inputs(self) -> dict[str, Any]:
+        return {"clock": self._clock(), "execute": self.store.con.execute}
+
+    def purchase_patterns(self, **options: Any) -> Any:
+        """Paid orders per shop-local weekday x hour, overall or by category (``measure.patterns``)."""
+        from userstrata.measure.patterns import purchase_patterns  # noqa: PLC0415
+
+        return purchase_patterns(self.table("orders"), self.table("order_items"), **self._measure_inputs(), **options)
+
+    def bundles(self, **options: Any) -> Any:
+        """Items bought together: pairs (and triples) with support, confidence, lift (``measure.bundles``)."""
+        from userstrata.measure.bundles import bundles  # noqa: PLC0415
+
+        return bundles(self.table("orders"), self.table("order_items"), **self._measure_inputs(), **options)
+
+    def refunds(self, **options: Any) -> Any:
+        """Refund rates by item, time to refund, refunders' behaviour before buying (``measure.refunds``)."""
+        from userstrata.measure.refunds import refunds  # noqa: PLC0415
+
+        return refunds(self.table("orders"), self.table("order_items"), self.table("events"),
+                       **self._measure_inputs(), **options)
+
+    def abtest(self, experiment: str, *, assignments: pd.DataFrame | None = None,
+               start: dt_.datetime | None = None, **options: Any) -> Any:
+        """A/B results of ``experiment``: a touches campaign, or the ``assignments`` frame (``measure.abtest``)."""
+        from userstrata.measure import abtest as ab  # noqa: PLC0415 - SciPy off the CLI's start
+
+        units = (ab.campaign_assignments(self.table("touches"), experiment) if assignments is None
+                 else ab.file_assignments(assignments, start=start))
+        return ab.ab_test(units, self.table("orders"), experiment=experiment, execute=self.store.con.execute, **options)
 
     def tier_shares(self, profile: pd.DataFrame) -> pd.DataFrame:
         return tier_shares(profile, self.settings.tiers)

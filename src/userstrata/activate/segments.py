@@ -72,7 +72,7 @@ BUILT_IN: dict[str, Segment] = {
         Segment("cart_abandoners", "cart_abandoned == True", "加购未买", "Cart abandoners", ("cart_abandoned",)),
         Segment("expiring_members", "days_to_expiry <= 7", "会员即将到期", "Membership expiring",
                 ("days_to_expiry",)),
-        Segment("unused_purchases", "unused_purchases > 0", "购买未使用", "Purchases not used", ("unused_purchases",)),
+        Segment("unused_purchases", "purchases_unused > 0", "购买未使用", "Purchases not used"),
     )
 }  # fmt: skip
 

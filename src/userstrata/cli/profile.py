@@ -37,6 +37,7 @@ OutOpt = Annotated[
 def profile(
     as_of: AsOfOpt = None,
     out: OutOpt = Path("profiles.xlsx"),
+    depth: Annotated[bool, typer.Option("--depth", help="Add value realisation and behaviour tags.")] = False,
     lang: LangOpt = "en",
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
     config: ConfigOpt = None,
@@ -48,7 +49,7 @@ def profile(
         day = day_or_latest(ws, as_of, "--as-of")
         with progress_bar() as progress:
             task = progress.add_task(f"profiling as of {day}", total=3)
-            frame = ws.profile(day, lang=lang_).to_pandas()
+            frame = ws.profile(day, lang=lang_, depth=depth).to_pandas()
             progress.advance(task)
             ws.snapshot(day, frame=frame)  # the snapshot for tracking change over time
             progress.advance(task)

@@ -63,8 +63,8 @@ def segments(
     with open_workspace(workspace, config) as ws:
         day = day_or_latest(ws, as_of, "--as-of")
         defs = ws.segment_definitions()
-        profile_columns = set(ws.profile(day).columns) | {"cart_abandoned", "last_cart_at", "plan", "days_to_expiry",
-                                                          "p_renew_next"}
+        profile_columns = set(ws.profile(day, depth=True).columns) | {
+            "cart_abandoned", "last_cart_at", "plan", "days_to_expiry", "p_renew_next"}
         sizes: dict[str, int | None] = {}
         with progress_bar() as progress, warnings_as_lines(lang_):
             task = progress.add_task(_text("computing", lang_), total=len(defs))

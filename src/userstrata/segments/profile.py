@@ -82,3 +82,31 @@ def build_profile(
         "value_score", "first_order_ts", "last_order_ts", "refunded_orders",
     ]
     return p.select(*PROFILE_COLUMNS, *extras).order_by("user_id")
+
+
+# columns the profile gains with ``depth=True`` (docs/profile.md, docs/tags.md)
+REALISATION_COLUMNS = ("realisation_index", "purchases_unused", "realisation_reason")
+
+
+def with_depth(profile: ir.Table, *, orders: ir.Table, order_items: ir.Table, events: ir.Table,
+               as_of: dt_.date, settings: Settings, engine: str = "duckdb", lang: Lang = "en") -> ir.Table:
+    """``profile`` plus value realisation (index 0-100, purchases not used in time, the reason in
+    ``lang``) and one boolean per behaviour tag with ``tag_count`` (users without usage-bearing
+    purchases get a missing index; users without tags get False and 0)."""
+    from userstrata.features.realisation import purchase_usage, realisation_index  # noqa: PLC0415
+    from userstrata.features.tags import TAGS, tags_wide, user_tags  # noqa: PLC0415
+
+    clock = Clock(settings.timezone, engine)
+    usage = purchase_usage(orders, order_items, events, as_of=as_of, clock=clock, rules=settings.realisation)
+    realised = realisation_index(usage)
+    realised = realised.select("user_id", "realisation_index", "purchases_unused",
+                               realisation_reason=realised[f"realisation_reason_{lang}"])
+    bought = purchases(orders, as_of=as_of, clock=clock)
+    tags = tags_wide(user_tags(bought, order_items, events, as_of=as_of, clock=clock, rules=settings.tags))
+    out = profile.left_join(realised, "user_id").drop("user_id_right")
+    out = out.left_join(tags, "user_id").drop("user_id_right")
+    return out.mutate(
+        purchases_unused=out.purchases_unused.fill_null(0),
+        tag_count=out.tag_count.fill_null(0),
+        **{t: out[t].fill_null(False) for t in TAGS},
+    )
