@@ -152,3 +152,21 @@ def test_rejected_rows_are_named_and_the_rest_loaded(served):
     (reject,) = body["rejects"]
     assert reject["row"] == 1 and reject["column"] == "amount" and reject["value"] == "abc"
     assert body["users_refreshed"] == 1
+
+
+def test_measure_endpoints_mirror_the_workspace(served):
+    ws, client, tokens = served
+    viewer = _auth(tokens["viewer"], "zh")
+    peaks = client.get("/v1/patterns", headers=viewer).json()["peaks"]
+    want = ws.purchase_patterns().peaks(5)
+    assert [(p["weekday"], p["hour"], p["orders"]) for p in peaks] == list(
+        zip(want["weekday"], want["hour"], want["orders"]))
+    pairs = client.get("/v1/bundles?level=category&min_support=0.01&top=3", headers=viewer).json()["pairs"]
+    want = ws.bundles(level="category", min_support=0.01).pairs.head(3)
+    assert [(p["item_a"], p["item_b"], p["baskets"]) for p in pairs] == list(
+        zip(want["item_a"], want["item_b"], want["baskets"]))
+    rates = client.get("/v1/refunds?top=1", headers=viewer).json()["rates"][0]
+    assert rates["refunded_orders"] == ws.refunds().rates.iloc[0]["refunded_orders"]
+    assert client.get("/v1/bundles", headers=_auth("us_nope")).status_code == 401
+    body = _is_error(client.get("/v1/bundles?min_support=2", headers=viewer), 422, "invalid_input")
+    assert body["message"].startswith("min_support")

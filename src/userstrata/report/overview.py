@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from userstrata.errors import NotFoundError, UserstrataError
+from userstrata.measure.patterns import weekday_label
 from userstrata.report.sections import Section, overview_sections
 from userstrata.segments.migration import migration_sankey
 from userstrata.segments.snapshots import shift_months
@@ -17,6 +18,8 @@ __all__ = ["TITLE", "profile_for", "workspace_sections"]
 
 TITLE = {"zh": "用户价值分层与生命周期报告", "en": "User value and lifecycle report"}
 _MIGRATION = {"zh": "近一季度层级迁移", "en": "Tier migration, last quarter"}
+_PATTERNS = {"zh": "下单时段（近 90 天，店铺时间）", "en": "When orders come in (last 90 days, shop time)"}
+_PEAKS = {"zh": "订单最多的时段：{peaks}", "en": "Busiest hours: {peaks}"}
 
 
 def profile_for(ws: Workspace, as_of: dt_.date) -> pd.DataFrame:
@@ -38,6 +41,15 @@ def _migration(ws: Workspace, as_of: dt_.date, lang: str) -> Section | None:
     return Section("migration", _MIGRATION[lang], migration_sankey(moved, start=start, end=as_of, lang=lang))
 
 
+def _patterns(ws: Workspace, as_of: dt_.date, lang: str, min_count: int) -> Section | None:
+    result = ws.purchase_patterns(start=as_of - dt_.timedelta(days=89), end=as_of, min_count=min_count or None)
+    if not len(result.cells) or result.cells["orders"].sum() == 0:
+        return None
+    peaks = result.peaks(3)
+    names = [f"{weekday_label(int(row.weekday), lang)} {int(row.hour)}:00" for row in peaks.itertuples()]
+    return Section("patterns", _PATTERNS[lang], result.chart(lang), note=_PEAKS[lang].format(peaks=", ".join(names)))
+
+
 def workspace_sections(ws: Workspace, as_of: dt_.date | None = None, *, lang: str = "en", min_count: int = 0,
                        profile: pd.DataFrame | None = None, more: list[Any] | None = None) -> list[Section]:
     """Every section for ``as_of`` (default: the last day in the data)."""
@@ -46,5 +58,5 @@ def workspace_sections(ws: Workspace, as_of: dt_.date | None = None, *, lang: st
     return overview_sections(
         profile, tier_shares=ws.tier_shares(profile), rfm_grid=ws.rfm_grid(profile), lang=lang,
         currency=ws.settings.currency, min_count=min_count,
-        more=[lambda: _migration(ws, as_of, lang), *(more or [])],
+        more=[lambda: _migration(ws, as_of, lang), lambda: _patterns(ws, as_of, lang, min_count), *(more or [])],
     )

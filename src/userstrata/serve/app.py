@@ -79,6 +79,11 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def records(frame: pd.DataFrame) -> list[dict]:
+    """A result table as JSON rows."""
+    return [{str(c): jsonable(v) for c, v in zip(frame.columns, row)} for row in frame.itertuples(index=False)]
+
+
 class ServeState:
     """The workspace, its lock, and the latest snapshot's profiles indexed by user."""
 
@@ -251,6 +256,41 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> Fa
     def post_orders(batch: Batch, request: Request, found: Admin) -> dict:
         """A batch of orders, validated like a file and idempotent by ``order_id``; profiles refreshed at once."""
         return write("orders", request, found, batch.rows)
+
+    @app.get("/v1/patterns")
+    def read_patterns(request: Request, _: Viewer, start: Annotated[dt_.date | None, Query(alias="from")] = None,
+                      end: Annotated[dt_.date | None, Query(alias="to")] = None, by: str | None = None,
+                      min_count: Annotated[int | None, Query(ge=1)] = None) -> dict:
+        """Paid orders per shop-local weekday x hour (``by=category`` per category)."""
+        with state.lock:
+            result = ws.purchase_patterns(start=start, end=end, by=by, min_count=min_count)
+        return {"cells": records(result.cells), "peaks": records(result.peaks(5))}
+
+    @app.get("/v1/bundles")
+    def read_bundles(_: Viewer, level: str = "sku", min_support: Annotated[float, Query(gt=0, le=1)] = 0.001,
+                     top: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50) -> dict:
+        """Items bought together: pairs with support, confidence and lift, strongest first."""
+        with state.lock:
+            result = ws.bundles(level=level, min_support=min_support)
+        return {"baskets": result.n_baskets, "pairs": records(result.pairs.head(top))}
+
+    @app.get("/v1/refunds")
+    def read_refunds(_: Viewer, level: str = "sku", top: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50) -> dict:
+        """Refund rates by item, time to refund, refunders' behaviour before buying."""
+        with state.lock:
+            result = ws.refunds(level=level)
+        return {"rates": records(result.rates.head(top)), "timing": records(result.timing),
+                "behaviour": records(result.behaviour)}
+
+    @app.get("/v1/abtests/{experiment}")
+    def read_abtest(experiment: str, request: Request, _: Viewer,
+                    window_days: Annotated[int, Query(ge=1, le=365)] = 14) -> dict:
+        """A/B results of a campaign in the touches table: per variant, effects with intervals, SRM, verdict."""
+        with state.lock:
+            result = ws.abtest(experiment, window_days=window_days)
+        return {"experiment": experiment, "variants": records(result.variants), "effects": records(result.effects),
+                "srm_p_value": jsonable(result.srm_p_value), "srm_flagged": bool(result.srm_flagged),
+                "verdict": result.verdict(_lang(request))}
 
     @app.get("/v1/migration")
     def read_migration(_: Viewer, start: Annotated[dt_.date, Query(alias="from")],
