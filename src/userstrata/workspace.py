@@ -323,6 +323,18 @@ class Workspace:
         return refunds(self.table("orders"), self.table("order_items"), self.table("events"),
                        **self._measure_inputs(), **options)
 
+    def alerts(self, as_of: dt_.date | None = None, **options: Any) -> Any:
+        """Evaluate the early-warning rules as of ``as_of`` and keep the alerts (``measure.alerts.evaluate_alerts``)."""
+        from userstrata.measure.alerts import evaluate_alerts  # noqa: PLC0415
+
+        return evaluate_alerts(self.store, as_of or self.latest_date(), self.settings, **options)
+
+    def alert_list(self, **filters: Any) -> pd.DataFrame:
+        """The alerts table, highest severity and tier first (``open_only=``, ``rule=``)."""
+        from userstrata.measure.alerts import list_alerts  # noqa: PLC0415
+
+        return list_alerts(self.store, **filters)
+
     def abtest(self, experiment: str, *, assignments: pd.DataFrame | None = None,
                start: dt_.datetime | None = None, **options: Any) -> Any:
         """A/B results of ``experiment``: a touches campaign, or the ``assignments`` frame (``measure.abtest``)."""

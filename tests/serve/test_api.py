@@ -170,3 +170,15 @@ def test_measure_endpoints_mirror_the_workspace(served):
     assert client.get("/v1/bundles", headers=_auth("us_nope")).status_code == 401
     body = _is_error(client.get("/v1/bundles?min_support=2", headers=viewer), 422, "invalid_input")
     assert body["message"].startswith("min_support")
+
+
+def test_alerts_counts_for_viewers_and_user_alerts_for_operators(served):
+    ws, client, tokens = served
+    ws.alerts(END)
+    kept = ws.alert_list(open_only=True)
+    assert (kept["subject_type"] == "user").any()
+    seen = client.get("/v1/alerts", headers=_auth(tokens["viewer"])).json()
+    assert sum(c["alerts"] for c in seen["counts"]) == len(kept)
+    assert all(a["subject_type"] == "segment" for a in seen["alerts"])
+    full = client.get(f"/v1/alerts?top={len(kept)}", headers=_auth(tokens["operator"], "zh")).json()["alerts"]
+    assert sorted(a["alert_id"] for a in full) == sorted(kept["alert_id"]) and "seen_zh" in full[0]

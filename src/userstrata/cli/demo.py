@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from userstrata import charts, export, i18n
 from userstrata.cli._app import LangOpt, check_choice, check_lang, command, progress_bar, warnings_as_lines
+from userstrata.cli.alerts import print_alerts
 from userstrata.cli.change import print_forecast, print_migration
 from userstrata.segments.migration import migration_sankey
 from userstrata.cli.output import line, print_model_choice, print_predictions, print_summary
@@ -76,7 +77,9 @@ def demo(
                 tables = ("users", "orders", "order_items", "events", "touches")
                 task = progress.add_task(f"simulating {users:,} users", total=users)
                 with tempfile.TemporaryDirectory() as tmp:
-                    files = simulate_shop(users, tmp, seed=7, progress=lambda n: progress.advance(task, n))
+                    # with its injected incident (one channel's add-to-cart rate halved for three weeks)
+                    files = simulate_shop(users, tmp, seed=7, incident=True,
+                                          progress=lambda n: progress.advance(task, n))
                     task = progress.add_task("loading tables", total=len(tables))
                     for name in tables:
                         ws.load(name, files[name])
@@ -95,6 +98,11 @@ def demo(
             ahead = ws.migration_forecast(shift_months(as_of, -12), as_of, "1q", periods=2)
             sankey = charts.save(migration_sankey(moved, start=quarter_ago, end=as_of, lang=lang_), out / "migration.html")
             progress.advance(task)
+            task = progress.add_task(i18n.label("alerts.computing", lang_), total=1)
+            with warnings_as_lines(lang_):
+                alerted = ws.alerts(as_of, profile=frame)
+            open_alerts = ws.alert_list(open_only=True)
+            progress.advance(task)
         profiled = f"截至 {as_of} 共 {len(frame):,} 位用户完成画像" if lang_ == "zh" else \
             f"{len(frame):,} users profiled as of {as_of}"
         line(f"[bold]{data}[/]: {profiled}")
@@ -104,4 +112,5 @@ def demo(
     print_migration(moved, quarter_ago, as_of, lang_)
     print_forecast(ahead, 2, "1q", lang_)
     line(f"{escape(i18n.label('migration.chart_written', lang_))}: [bold]{escape(str(sankey))}[/]")
+    print_alerts(alerted, open_alerts, as_of, 8, lang_)
     line(f"{i18n.label('profile_written', lang_)}: [bold]{escape(str(path))}[/]  (workspace: {escape(str(db))})")

@@ -689,6 +689,51 @@ class _Writer:
         self._writer.close()
 
 
+def _incident_spec(incident: bool | dict, end: date, days: int) -> dict:
+    """The incident to inject: defaults for ``True``, a dict overrides them."""
+    spec = {
+        "segment_by": "channel",
+        "segment": "organic",
+        "metric": "conversion",
+        "events": ["page_view", "add_to_cart"],
+        "factor": 0.5,  # the chance that a page view leads to add_to_cart is halved
+        "start": str(np.datetime64(end, "D") - 49),
+        "days": 21,  # three weeks
+    }
+    if isinstance(incident, dict):
+        unknown = set(incident) - {"segment", "start", "days", "factor"}
+        if unknown:
+            raise InputError(f"incident: unknown key(s) {sorted(unknown)}; use segment, start, days, factor")
+        spec.update({k: str(v) if k == "start" else v for k, v in incident.items()})
+    if spec["segment"] not in ACQUISITION_CHANNELS:
+        raise InputError(f"incident segment {spec['segment']!r}: use one of {', '.join(ACQUISITION_CHANNELS)}")
+    first, last = np.datetime64(spec["start"], "D"), np.datetime64(spec["start"], "D") + int(spec["days"]) - 1
+    if int(spec["days"]) < 1 or not 0 < float(spec["factor"]) < 1:
+        raise InputError("incident: days must be at least 1 and factor between 0 and 1")
+    if first < np.datetime64(end, "D") - days or last > np.datetime64(end, "D"):
+        raise InputError(f"incident {first}..{last} must lie within the simulated {days} days ending {end}")
+    spec["end"] = str(last)
+    return spec
+
+
+def _inject_incident(tables: dict[str, pa.Table], spec: dict, rng: np.random.Generator) -> None:
+    """Keep each add_to_cart of the segment's users on the incident's local days with chance
+    ``factor`` (its own random stream: the rest of the shop is the shop without the incident)."""
+    users = tables["users"]
+    members = pc.filter(users["user_id"], pc.equal(users["channel"], spec["segment"]))
+    ev = tables["events"]
+    local_day = (ev["ts"].cast(pa.int64()).to_numpy() // _US + _UTC_OFFSET_S) // _DAY_S
+    first = np.datetime64(spec["start"], "D").astype("int64")
+    last = np.datetime64(spec["end"], "D").astype("int64")
+    hit = (
+        pc.fill_null(pc.is_in(ev["user_id"], value_set=members), False).to_numpy(zero_copy_only=False)
+        & (ev["event"].to_numpy(zero_copy_only=False) == spec["events"][1])
+        & (local_day >= first) & (local_day <= last)
+    )  # fmt: skip
+    drop = hit & (rng.random(len(hit)) >= float(spec["factor"]))
+    tables["events"] = ev.filter(pa.array(~drop))
+
+
 def simulate_shop(
     n_users: int,
     out_dir: str | Path,
@@ -700,6 +745,7 @@ def simulate_shop(
     fmt: Literal["parquet", "csv"] = "parquet",
     events_per_user: float = 20.0,
     progress: Callable[[int], None] | None = None,
+    incident: bool | dict | None = None,
 ) -> dict[str, Path]:
     """Simulate a virtual-goods shop and write its canonical tables, one file per table.
 
@@ -725,6 +771,13 @@ def simulate_shop(
         per user emerge from the archetypes (about 10 on average).
     progress
         Called with the number of users written so far after each chunk.
+    incident
+        ``True`` (or a dict overriding ``segment``, ``start``, ``days``, ``factor``) injects an
+        incident: for the users of one acquisition channel (default ``organic``) and three
+        weeks (default: starting 49 days before ``end``), each add_to_cart is kept with chance
+        ``factor`` (0.5), so the page_view -> add_to_cart conversion halves. The truth is written
+        to ``incident.json`` (returned as ``"incident"``). Off by default: without it the files
+        are those of the shop without an incident.
 
     Returns
     -------
@@ -756,6 +809,7 @@ def simulate_shop(
         pa.string(),
     )
     paths = {name: out / f"{name}.{fmt}" for name in TABLES}
+    spec = _incident_spec(incident, end, days) if incident else None
     writers = {name: _Writer(paths[name], _ARROW_SCHEMAS[name], fmt) for name in TABLES}
     ids = _Counters()
     try:
@@ -771,6 +825,8 @@ def simulate_shop(
                 first_month=first_month,
                 campaign_names=campaign_names,
             )
+            if spec is not None:
+                _inject_incident(tables, spec, np.random.default_rng([seed, k, 1]))
             for name, table in tables.items():
                 writers[name].write(table)
             del tables
@@ -779,4 +835,7 @@ def simulate_shop(
     finally:
         for writer in writers.values():
             writer.close()
+    if spec is not None:
+        paths["incident"] = out / "incident.json"
+        paths["incident"].write_text(json.dumps(spec, ensure_ascii=False, indent=2), encoding="utf-8")
     return paths

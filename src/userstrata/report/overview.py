@@ -9,7 +9,7 @@ import pandas as pd
 
 from userstrata.errors import NotFoundError, UserstrataError
 from userstrata.measure.patterns import weekday_label
-from userstrata.report.sections import Section, overview_sections
+from userstrata.report.sections import Section, overview_sections, suppress
 from userstrata.segments.migration import migration_sankey
 from userstrata.segments.snapshots import shift_months
 from userstrata.workspace import Workspace
@@ -19,6 +19,8 @@ __all__ = ["TITLE", "profile_for", "workspace_sections"]
 TITLE = {"zh": "用户价值分层与生命周期报告", "en": "User value and lifecycle report"}
 _MIGRATION = {"zh": "近一季度层级迁移", "en": "Tier migration, last quarter"}
 _PATTERNS = {"zh": "下单时段（近 90 天，店铺时间）", "en": "When orders come in (last 90 days, shop time)"}
+_ALERTS = {"zh": "未关闭的预警", "en": "Open alerts"}
+_ALERT_COLUMNS = {"zh": ("规则", "严重程度", "预警数"), "en": ("Rule", "Severity", "Alerts")}
 _PEAKS = {"zh": "订单最多的时段：{peaks}", "en": "Busiest hours: {peaks}"}
 
 
@@ -50,6 +52,25 @@ def _patterns(ws: Workspace, as_of: dt_.date, lang: str, min_count: int) -> Sect
     return Section("patterns", _PATTERNS[lang], result.chart(lang), note=_PEAKS[lang].format(peaks=", ".join(names)))
 
 
+def _alerts(ws: Workspace, lang: str, min_count: int) -> Section | None:
+    """Open alerts by rule and severity, as last evaluated (``userstrata alerts``); none when never run."""
+    from userstrata.measure.alerts import SEVERITY_LABELS, rule_label  # noqa: PLC0415
+
+    if ws.store.engine != "duckdb":
+        return None
+    shown = ws.alert_list(open_only=True)
+    if shown.empty:
+        return None
+    counts = shown.groupby(["rule", "severity"]).size().reset_index(name="n")
+    rule, severity, alerts = _ALERT_COLUMNS[lang]
+    table = pd.DataFrame({
+        rule: [rule_label(r, lang) for r in counts["rule"]],
+        severity: [SEVERITY_LABELS[v][0 if lang == "zh" else 1] for v in counts["severity"]],
+        alerts: suppress(counts["n"], min_count),
+    })  # fmt: skip
+    return Section("alerts", _ALERTS[lang], table=table)
+
+
 def workspace_sections(ws: Workspace, as_of: dt_.date | None = None, *, lang: str = "en", min_count: int = 0,
                        profile: pd.DataFrame | None = None, more: list[Any] | None = None) -> list[Section]:
     """Every section for ``as_of`` (default: the last day in the data)."""
@@ -58,5 +79,6 @@ def workspace_sections(ws: Workspace, as_of: dt_.date | None = None, *, lang: st
     return overview_sections(
         profile, tier_shares=ws.tier_shares(profile), rfm_grid=ws.rfm_grid(profile), lang=lang,
         currency=ws.settings.currency, min_count=min_count,
-        more=[lambda: _migration(ws, as_of, lang), lambda: _patterns(ws, as_of, lang, min_count), *(more or [])],
+        more=[lambda: _migration(ws, as_of, lang), lambda: _patterns(ws, as_of, lang, min_count),
+              lambda: _alerts(ws, lang, min_count), *(more or [])],
     )

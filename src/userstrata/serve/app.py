@@ -292,6 +292,19 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> Fa
                 "srm_p_value": jsonable(result.srm_p_value), "srm_flagged": bool(result.srm_flagged),
                 "verdict": result.verdict(_lang(request))}
 
+    @app.get("/v1/alerts")
+    def read_alerts(request: Request, found: Viewer, rule: str | None = None,
+                    top: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> dict:
+        """Open alerts counted by rule and severity, the segment alerts; user alerts for operators."""
+        with state.lock:
+            shown = ws.alert_list(open_only=True, rule=rule)
+        counts = shown.groupby(["rule", "severity"]).size().reset_index(name="alerts")
+        lang = _lang(request)
+        keep = ["alert_id", "rule", "subject_type", "subject", "severity", "tier", "since", "opened_on",
+                "seen_zh" if lang == "zh" else "seen_en"]
+        visible = shown if found.allows("operator") else shown[shown["subject_type"] == "segment"]
+        return {"counts": records(counts), "alerts": records(visible[[c for c in keep if c in visible]].head(top))}
+
     @app.get("/v1/migration")
     def read_migration(_: Viewer, start: Annotated[dt_.date, Query(alias="from")],
                        end: Annotated[dt_.date | None, Query(alias="to")] = None, by: str = "tier") -> dict:
