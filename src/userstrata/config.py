@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from userstrata.errors import ConfigError
-from userstrata.schema import ORDER_STATUSES, TIERS
+from userstrata.schema import LIFECYCLE_STAGES, ORDER_STATUSES, TIERS
 
 CONFIG_FILE = "userstrata.toml"
 
@@ -408,9 +408,16 @@ class CadenceSettings(_Section):
         return v
 
     @model_validator(mode="after")
-    def _quiet_and_peak(self) -> "CadenceSettings":
+    def _quiet_and_names(self) -> "CadenceSettings":
         if self.quiet_start_hour == self.quiet_end_hour:
             raise ValueError("quiet_start_hour and quiet_end_hour must differ")
+        wrong = [s for s in self.dormant_stages if s not in LIFECYCLE_STAGES]
+        if wrong:
+            raise ValueError(f"dormant_stages {wrong}: stages are {', '.join(LIFECYCLE_STAGES)}")
+        channels = ("sms", "wechat_template", "wecom", "app_push", "email", "community")
+        wrong = [c for c in self.consent_required if c not in channels]
+        if wrong:
+            raise ValueError(f"consent_required {wrong}: channels are {', '.join(channels)}")
         return self
 
 

@@ -344,6 +344,21 @@ class Workspace:
                  else ab.file_assignments(assignments, start=start))
         return ab.ab_test(units, self.table("orders"), experiment=experiment, execute=self.store.con.execute, **options)
 
+    def plan(self, start: dt_.date, days: int = 7, **options: Any) -> Any:
+        """Who gets what, on which channel, when and why, under caps, quiet hours, cooldowns and
+        unsubscribes (``activate.plan.make_plan``; returns its ``Plan``)."""
+        from userstrata.activate.plan import make_plan  # noqa: PLC0415
+
+        return make_plan(**self._inputs(), profile=self.profile(start - dt_.timedelta(days=1)),
+                         touches=self.table("touches"), start=start, days=days, **options)
+
+    def recommendations(self, as_of: dt_.date | None = None, **options: Any) -> Any:
+        """Each buyer's top-k items with where each comes from (``activate.recommend.recommend``)."""
+        from userstrata.activate.recommend import recommend  # noqa: PLC0415
+
+        return recommend(self.table("orders"), self.table("order_items"), as_of=as_of or self.latest_date(),
+                         clock=self._clock(), execute=self.store.con.execute, **options)
+
     def tier_shares(self, profile: pd.DataFrame) -> pd.DataFrame:
         return tier_shares(profile, self.settings.tiers)
 

@@ -1,0 +1,182 @@
+"""The contact plan (触达计划): who gets what, on which channel, when and why."""
+
+from __future__ import annotations
+
+import datetime as dt_
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from userstrata import export, i18n
+from userstrata.cli._app import (
+    DATE_HELP,
+    DEFAULT_WORKSPACE_PATH,
+    ConfigOpt,
+    LangOpt,
+    WorkspaceOpt,
+    check_lang,
+    command,
+    console,
+    open_workspace,
+    parse_date,
+    progress_bar,
+    warn,
+    warnings_as_lines,
+)
+from userstrata.cli.output import line
+from userstrata.errors import InputError
+
+_TEXT: dict[str, tuple[str, str]] = {
+    "title": ("触达计划：{start} 起 {days} 天", "Contact plan: {days} days from {start}"),
+    "tier": ("价值层级", "Tier"),
+    "channel": ("渠道", "Channel"),
+    "status": ("状态", "Status"),
+    "reason": ("原因", "Reason"),
+    "contacts": ("触达数", "Contacts"),
+    "fair_title": ("公平性检查（按层级）", "Fairness (per tier)"),
+    "users": ("用户数", "Users"),
+    "planned": ("计划触达", "Planned"),
+    "reached": ("触达用户", "Reached"),
+    "upward": ("上升通道", "Upward\npath"),
+    "cap": ("每周上限", "Weekly\ncap"),
+    "most": ("单周最多", "Most per\nuser-week"),
+    "yes": ("有", "yes"),
+    "no": ("无", "no"),
+    "top": ("最高层", "top tier"),
+    "fair_ok": ("各层级均有上升通道，且都受频次上限保护。", "Every tier has an upward path and is protected by caps."),
+    "written": ("触达明细已写入", "Contacts written to"),
+    "count": ("（{n:,} 条）", "({n:,} rows)"),
+    "planned_status": ("计划", "planned"),
+    "moved_status": ("顺延", "moved"),
+    "dropped_status": ("不发", "dropped"),
+}
+_REASONS_ZH = {"cap": "达到频次上限", "quiet_hours": "免打扰顺延", "cooldown": "冷却期", "unsubscribed": "已退订",
+               "no_consent": "未授权", "holdout": "对照组", "cooldown+quiet_hours": "冷却期+免打扰顺延"}  # fmt: skip
+_CONTACT_HEADERS = {
+    "user_id": ("用户ID", "User ID"), "tier": ("价值层级", "Tier"), "lifecycle": ("生命周期阶段", "Lifecycle"),
+    "playbook": ("策略", "Playbook"), "source": ("人群/触发", "Segment or trigger"), "why": ("原因说明", "Why"),
+    "channel": ("渠道", "Channel"), "template": ("模板", "Template"), "offer": ("权益", "Offer"),
+    "goal": ("目标", "Goal"), "priority": ("优先级", "Priority"), "send_at": ("发送时间", "Send at"),
+    "experiment": ("实验", "Experiment"), "variant": ("实验组", "Variant"), "status": ("状态", "Status"),
+    "reason_code": ("原因代码", "Reason code"), "reason": ("未发送/顺延原因", "Dropped or moved because"),
+}  # fmt: skip
+
+
+def _t(key: str, lang: str) -> str:
+    zh, en = _TEXT[key]
+    return zh if lang == "zh" else en
+
+
+def _channel(value: str, lang: str) -> str:
+    from userstrata.activate.plan import CHANNEL_ZH  # noqa: PLC0415
+
+    return CHANNEL_ZH.get(value, value) if lang == "zh" else value
+
+
+def _status(value: str, lang: str) -> str:
+    return _t(f"{value}_status", lang) if f"{value}_status" in _TEXT else value
+
+
+def _print_summary(plan: Any, lang: str) -> None:
+    view = Table(title=_t("title", lang).format(start=plan.start, days=plan.days))
+    for key in ("tier", "channel", "status", "reason", "contacts"):
+        view.add_column(_t(key, lang), justify="right" if key == "contacts" else "left")
+    for row in plan.summary.itertuples(index=False):
+        reason = _REASONS_ZH.get(row.reason_code, row.reason_code) if lang == "zh" else row.reason_code
+        view.add_row(escape(i18n.label(row.tier, lang)), escape(_channel(str(row.channel), lang)), _status(row.status, lang),
+                     escape(reason), f"{row.contacts:,}")
+    console.print(view)
+
+
+def _print_fairness(plan: Any, lang: str) -> None:
+    view = Table(title=_t("fair_title", lang))
+    for key in ("tier", "users", "planned", "reached", "upward", "cap", "most"):
+        view.add_column(_t(key, lang), justify="left" if key == "tier" else "right")
+    for row in plan.fairness.itertuples(index=False):
+        upward = _t("top", lang) if row.upward_path is None else _t("yes" if row.upward_path else "no", lang)
+        view.add_row(escape(i18n.label(row.tier, lang)), f"{row.users:,}", f"{row.planned:,}",
+                     f"{row.users_reached:,}", upward, str(row.weekly_cap), str(row.max_per_user_week))
+    console.print(view)
+    warnings = plan.warnings(lang)
+    for text in warnings:
+        warn(text, lang)
+    if not warnings:
+        line(escape(_t("fair_ok", lang)))
+
+
+def _readable(contacts: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """The contacts for people: one why and one reason column in ``lang``, headers in ``lang``,
+    ``send_at`` marked as shop time (zone-aware, so the export does not shift it again)."""
+    frame = contacts.drop(columns=["why_zh", "why_en", "reason_zh", "reason_en"]).copy()
+    frame.insert(5, "why", contacts["why_zh" if lang == "zh" else "why_en"].astype(str))
+    frame["reason"] = contacts["reason_zh" if lang == "zh" else "reason_en"].astype(str)
+    frame["status"] = frame["status"].astype(str).map(lambda s: _status(s, lang))
+    frame["channel"] = frame["channel"].astype(str).map(lambda c: _channel(c, lang))
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].astype(str)
+    return frame.rename(columns={k: (zh if lang == "zh" else en) for k, (zh, en) in _CONTACT_HEADERS.items()})
+
+
+def _unsubscribes(path: Path | None) -> pd.DataFrame | None:
+    if path is None:
+        return None
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, dtype=str)
+    except FileNotFoundError:
+        raise InputError(f"--unsubscribes {path}: no such file", zh=f"--unsubscribes {path}：文件不存在") from None
+    missing = {"user_id", "channel"} - set(frame.columns)
+    if missing:
+        raise InputError(f"--unsubscribes {path}: needs columns user_id, channel (missing {', '.join(sorted(missing))})",
+                         zh=f"--unsubscribes {path}：需要 user_id、channel 两列（缺少 {', '.join(sorted(missing))}）")
+    if "subscribed" in frame.columns:
+        frame["subscribed"] = frame["subscribed"].astype(str).str.lower().isin(["true", "1", "yes", "是"])
+    return frame
+
+
+@command
+def plan(
+    date: Annotated[str | None, typer.Option("--date", help=f"First day of the plan, {DATE_HELP}; "
+                                             "default: the day after the last day in the data.")] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=92, help="Days the plan covers.")] = 7,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the contacts (.xlsx, .csv, .parquet).")] = None,
+    unsubscribes: Annotated[Path | None, typer.Option(
+        "--unsubscribes", help="CSV/Parquet of user_id, channel (all = every channel) [, subscribed].")] = None,
+    lang: LangOpt = "en",
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
+    config: ConfigOpt = None,
+) -> None:
+    """The contact plan: who gets what, on which channel, when and why, under caps, quiet hours,
+    unsubscribes, cooldowns and holdouts; with the fairness check per tier."""
+    from userstrata.activate.plan import make_plan  # noqa: PLC0415 - keeps `userstrata --help` light
+
+    lang_ = check_lang(lang)
+    if out is not None:
+        export.check_path(out)
+    opted = _unsubscribes(unsubscribes)
+    with open_workspace(workspace, config) as ws:
+        start = parse_date(date, "--date") if date else ws.latest_date() + dt_.timedelta(days=1)
+        with progress_bar() as progress, warnings_as_lines(lang_):
+            task = progress.add_task(f"plan from {start}", total=1)
+            result = make_plan(users=ws.table("users"), orders=ws.table("orders"), events=ws.table("events"),
+                               settings=ws.settings, engine=ws.store.engine, execute=ws.store.con.execute,
+                               profile=ws.profile(start - dt_.timedelta(days=1)), touches=ws.table("touches"),
+                               start=start, days=days, unsubscribes=opted)
+            progress.advance(task)
+        timezone, currency = ws.settings.timezone, ws.settings.currency
+    _print_summary(result, lang_)
+    _print_fairness(result, lang_)
+    if out is not None:
+        frame = result.contacts
+        if out.suffix.lower() != ".parquet":
+            frame = _readable(frame, lang_)
+            send = _CONTACT_HEADERS["send_at"][0 if lang_ == "zh" else 1]
+            frame[send] = pd.to_datetime(frame[send]).dt.tz_localize(timezone, nonexistent="shift_forward",
+                                                                     ambiguous=False)
+        export.write_table(frame, out, lang=lang_, timezone=timezone, currency=currency)
+        count = _t("count", lang_).format(n=len(frame))
+        line(f"{_t('written', lang_)}: [bold]{escape(str(out))}[/] {escape(count)}")
