@@ -472,6 +472,15 @@ class IdentitySettings(_Section):
     )
 
 
+class RecommendSettings(_Section):
+    """Items in the message (activate/recommend.py)."""
+
+    k: int = Field(3, ge=1, le=20)
+    # named paths of SKUs, in the order they are meant to be bought (a course's learning path)
+    sequences: dict[str, list[str]] = {}
+    min_support: float = Field(0.002, gt=0, le=1)  # co-purchase pairs in at least 0.2% of baskets
+
+
 class EngineSettings(_Section):
     """Limits for the embedded DuckDB engine (None = DuckDB's own default)."""
 
@@ -498,6 +507,7 @@ class Settings(_Section):
     density: DensitySettings = DensitySettings()
     alerts: AlertSettings = AlertSettings()
     segments: dict[str, SegmentDefinition] = {}
+    recommend: RecommendSettings = RecommendSettings()
     cadence: CadenceSettings = CadenceSettings()
     playbooks: list[PlaybookSettings] = []
 

@@ -138,6 +138,11 @@ def _unsubscribes(path: Path | None) -> pd.DataFrame | None:
     return frame
 
 
+def _recommend_options(settings) -> dict:
+    rules = settings.recommend
+    return {"sequences": dict(rules.sequences), "min_support": rules.min_support}
+
+
 @command
 def plan(
     date: Annotated[str | None, typer.Option("--date", help=f"First day of the plan, {DATE_HELP}; "
@@ -146,14 +151,13 @@ def plan(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the contacts (.xlsx, .csv, .parquet).")] = None,
     unsubscribes: Annotated[Path | None, typer.Option(
         "--unsubscribes", help="CSV/Parquet of user_id, channel (all = every channel) [, subscribed].")] = None,
+    items: Annotated[int, typer.Option("--items", min=0, max=10, help="Recommended items per contact (item_1..).")] = 0,
     lang: LangOpt = "en",
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
     config: ConfigOpt = None,
 ) -> None:
     """The contact plan: who gets what, on which channel, when and why, under caps, quiet hours,
     unsubscribes, cooldowns and holdouts; with the fairness check per tier."""
-    from userstrata.activate.plan import make_plan  # noqa: PLC0415 - keeps `userstrata --help` light
-
     lang_ = check_lang(lang)
     if out is not None:
         export.check_path(out)
@@ -162,16 +166,18 @@ def plan(
         start = parse_date(date, "--date") if date else ws.latest_date() + dt_.timedelta(days=1)
         with progress_bar() as progress, warnings_as_lines(lang_):
             task = progress.add_task(f"plan from {start}", total=1)
-            result = make_plan(users=ws.table("users"), orders=ws.table("orders"), events=ws.table("events"),
-                               settings=ws.settings, engine=ws.store.engine, execute=ws.store.con.execute,
-                               profile=ws.profile(start - dt_.timedelta(days=1)), touches=ws.table("touches"),
-                               start=start, days=days, unsubscribes=opted)
+            result = ws.plan(start, days, unsubscribes=opted)
+            contacts = result.contacts
+            if items:
+                recs = ws.recommendations(start - dt_.timedelta(days=1), k=items, **_recommend_options(ws.settings),
+                                          users=contacts["user_id"].unique()).wide()
+                contacts = contacts.merge(recs, on="user_id", how="left")
             progress.advance(task)
         timezone, currency = ws.settings.timezone, ws.settings.currency
     _print_summary(result, lang_)
     _print_fairness(result, lang_)
     if out is not None:
-        frame = result.contacts
+        frame = contacts
         if out.suffix.lower() != ".parquet":
             frame = _readable(frame, lang_)
             send = _CONTACT_HEADERS["send_at"][0 if lang_ == "zh" else 1]
@@ -180,3 +186,71 @@ def plan(
         export.write_table(frame, out, lang=lang_, timezone=timezone, currency=currency)
         count = _t("count", lang_).format(n=len(frame))
         line(f"{_t('written', lang_)}: [bold]{escape(str(out))}[/] {escape(count)}")
+
+
+_REC_TEXT = {
+    "title": ("推荐商品（截至 {day}，每人 {k} 个）", "Recommended items (as of {day}, {k} per user)"),
+    "users": ("获得推荐的用户", "users with recommendations"),
+    "source": ("来源", "Source"),
+    "items": ("推荐数", "Items"),
+    "backtest": ("回测：{cutoff} 之后 {days} 天内买了新商品的 {users:,} 人中，命中率 @{k}",
+                 "Backtest: of the {users:,} users who bought something new in the {days} days after {cutoff}, hit rate @{k}"),
+    "ours": ("userstrata", "userstrata"),
+    "popular": ("热销基线", "popularity baseline"),
+    "written": ("推荐已写入", "Recommendations written to"),
+}
+_SOURCES = {"sequence": ("学习路径", "path"), "co_purchase": ("常一起买", "bought together"),
+            "category": ("偏好品类", "favourite category"), "popular": ("全店热销", "best seller")}
+
+
+def _rt(key: str, lang: str) -> str:
+    return _REC_TEXT[key][0 if lang == "zh" else 1]
+
+
+@command
+def recommend(
+    as_of: Annotated[str | None, typer.Option("--as-of", help=f"Day the lists are made on, {DATE_HELP}.")] = None,
+    k: Annotated[int | None, typer.Option("--k", min=1, max=20, help="Items per user (default [recommend] k).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the lists (.xlsx, .csv, .parquet).")] = None,
+    backtest: Annotated[str | None, typer.Option("--backtest", help="Also score lists made on this earlier day.")] = None,
+    horizon: Annotated[int, typer.Option("--horizon", min=1, help="Days after --backtest that count.")] = 30,
+    lang: LangOpt = "en",
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
+    config: ConfigOpt = None,
+) -> None:
+    """Each buyer's top-k items (learning path, bought together, favourite category, best sellers),
+    with the reason; --backtest scores the lists against what users then bought."""
+    from userstrata.activate.recommend import hit_rate  # noqa: PLC0415
+
+    lang_ = check_lang(lang)
+    if out is not None:
+        export.check_path(out)
+    with open_workspace(workspace, config) as ws:
+        day = parse_date(as_of, "--as-of") if as_of else ws.latest_date()
+        options = _recommend_options(ws.settings)
+        k = k or ws.settings.recommend.k
+        with progress_bar() as progress, warnings_as_lines(lang_):
+            task = progress.add_task(f"recommendations as of {day}", total=1 + bool(backtest))
+            recs = ws.recommendations(day, k=k, **options)
+            progress.advance(task)
+            if backtest:
+                scored = hit_rate(ws.table("orders"), ws.table("order_items"), cutoff=parse_date(backtest, "--backtest"),
+                                  horizon_days=horizon, k=k, clock=ws._clock(), execute=ws.store.con.execute, **options)
+                progress.advance(task)
+        timezone, currency = ws.settings.timezone, ws.settings.currency
+    view = Table(title=_rt("title", lang_).format(day=day, k=k))
+    view.add_column(_rt("source", lang_))
+    view.add_column(_rt("items", lang_), justify="right")
+    for source, n in recs.items["source"].value_counts().items():
+        view.add_row(_SOURCES[source][0 if lang_ == "zh" else 1], f"{n:,}")
+    console.print(view)
+    line(f"{recs.items['user_id'].nunique():,} {_rt('users', lang_)}")
+    if backtest:
+        first = scored.iloc[0]
+        line(escape(_rt("backtest", lang_).format(cutoff=backtest, days=horizon, users=int(first["users"]), k=k)) + ": "
+             + ", ".join(f"{_rt('ours' if m == 'userstrata' else 'popular', lang_)} {r:.1%}"
+                         for m, r in zip(scored["method"], scored["hit_rate"])))
+    if out is not None:
+        frame = recs.items.drop(columns=["reason_en" if lang_ == "zh" else "reason_zh"])
+        export.write_table(frame, out, lang=lang_, timezone=timezone, currency=currency)
+        line(f"{_rt('written', lang_)}: [bold]{escape(str(out))}[/] ({len(frame):,})")
