@@ -323,6 +323,20 @@ class Workspace:
         return refunds(self.table("orders"), self.table("order_items"), self.table("events"),
                        **self._measure_inputs(), **options)
 
+    def funnel(self, steps: list[str], start: dt_.date, end: dt_.date, **options: Any) -> Any:
+        """Conversion through ``steps`` within a window, by step, week and group (``measure.funnels``)."""
+        from userstrata.measure.funnels import funnel  # noqa: PLC0415
+
+        return funnel(self.table("events"), steps, start=start, end=end, orders=self.table("orders"),
+                      users=self.table("users"), **self._measure_inputs(), **options)
+
+    def paths(self, anchor: str, start: dt_.date, end: dt_.date, **options: Any) -> Any:
+        """The most common events after (or before) ``anchor``, and the paths of converters (``measure.paths``)."""
+        from userstrata.measure.paths import paths  # noqa: PLC0415
+
+        return paths(self.table("events"), anchor, start=start, end=end, orders=self.table("orders"),
+                     **self._measure_inputs(), **options)
+
     def alerts(self, as_of: dt_.date | None = None, **options: Any) -> Any:
         """Evaluate the early-warning rules as of ``as_of`` and keep the alerts (``measure.alerts.evaluate_alerts``)."""
         from userstrata.measure.alerts import evaluate_alerts  # noqa: PLC0415

@@ -182,3 +182,15 @@ def test_alerts_counts_for_viewers_and_user_alerts_for_operators(served):
     assert all(a["subject_type"] == "segment" for a in seen["alerts"])
     full = client.get(f"/v1/alerts?top={len(kept)}", headers=_auth(tokens["operator"], "zh")).json()["alerts"]
     assert sorted(a["alert_id"] for a in full) == sorted(kept["alert_id"]) and "seen_zh" in full[0]
+
+
+def test_funnel_endpoint_mirrors_the_workspace(served):
+    ws, client, tokens = served
+    start = dt.date(2024, 4, 1)
+    got = client.get(f"/v1/funnels?steps=page_view,add_to_cart,purchase&from={start}&to={END}",
+                     headers=_auth(tokens["viewer"])).json()["steps"]
+    want = ws.funnel(["page_view", "add_to_cart", "purchase"], start, END).steps
+    assert [s["count"] for s in got] == want["count"].tolist()
+    body = _is_error(client.get(f"/v1/funnels?steps=page_view&from={start}", headers=_auth(tokens["viewer"])),
+                     422, "invalid_input")
+    assert body["message"]

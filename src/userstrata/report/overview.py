@@ -21,6 +21,9 @@ _MIGRATION = {"zh": "近一季度层级迁移", "en": "Tier migration, last quar
 _PATTERNS = {"zh": "下单时段（近 90 天，店铺时间）", "en": "When orders come in (last 90 days, shop time)"}
 _ALERTS = {"zh": "未关闭的预警", "en": "Open alerts"}
 _ALERT_COLUMNS = {"zh": ("规则", "严重程度", "预警数"), "en": ("Rule", "Severity", "Alerts")}
+_FUNNEL = {"zh": "转化漏斗：浏览 → 加购 → 购买（近 90 天，7 天内）", "en": "Funnel: view -> cart -> purchase (last 90 days, within 7 days)"}
+_FUNNEL_WEEKLY = {"zh": "漏斗逐周转化", "en": "Funnel conversion by week"}
+FUNNEL_STEPS = ("page_view", "add_to_cart", "purchase")
 _PEAKS = {"zh": "订单最多的时段：{peaks}", "en": "Busiest hours: {peaks}"}
 
 
@@ -52,6 +55,15 @@ def _patterns(ws: Workspace, as_of: dt_.date, lang: str, min_count: int) -> Sect
     return Section("patterns", _PATTERNS[lang], result.chart(lang), note=_PEAKS[lang].format(peaks=", ".join(names)))
 
 
+def _funnel(ws: Workspace, as_of: dt_.date, lang: str, min_count: int) -> list[Section]:
+    result = ws.funnel(list(FUNNEL_STEPS), as_of - dt_.timedelta(days=89), as_of, weekly=True,
+                       min_count=min_count or None)
+    if not len(result.steps) or not result.steps.iloc[0]["count"]:
+        return []
+    return [Section("funnel", _FUNNEL[lang], result.chart(lang), result.table(lang)),
+            Section("funnel_weekly", _FUNNEL_WEEKLY[lang], result.weekly_chart(lang))]
+
+
 def _alerts(ws: Workspace, lang: str, min_count: int) -> Section | None:
     """Open alerts by rule and severity, as last evaluated (``userstrata alerts``); none when never run."""
     from userstrata.measure.alerts import SEVERITY_LABELS, rule_label  # noqa: PLC0415
@@ -76,9 +88,10 @@ def workspace_sections(ws: Workspace, as_of: dt_.date | None = None, *, lang: st
     """Every section for ``as_of`` (default: the last day in the data)."""
     as_of = as_of or ws.latest_date()
     profile = profile_for(ws, as_of) if profile is None else profile
-    return overview_sections(
+    sections = overview_sections(
         profile, tier_shares=ws.tier_shares(profile), rfm_grid=ws.rfm_grid(profile), lang=lang,
         currency=ws.settings.currency, min_count=min_count,
         more=[lambda: _migration(ws, as_of, lang), lambda: _patterns(ws, as_of, lang, min_count),
               lambda: _alerts(ws, lang, min_count), *(more or [])],
     )
+    return sections + _funnel(ws, as_of, lang, min_count)

@@ -30,12 +30,18 @@ def plotly_js() -> str:
     return resources.files("plotly").joinpath("package_data/plotly.min.js").read_text(encoding="utf-8")
 
 
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
 def _table(frame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
     for values in frame.itertuples(index=False):
         cells = "".join(
-            f'<td class="num">{html.escape(str(v))}</td>' if isinstance(v, (int, float)) else f"<td>{html.escape(str(v))}</td>"
+            f'<td class="num">{html.escape(_cell(v))}</td>' if isinstance(v, (int, float)) else f"<td>{html.escape(str(v))}</td>"
             for v in values
         )
         rows.append(f"<tr>{cells}</tr>")

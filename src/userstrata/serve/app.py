@@ -292,6 +292,17 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> Fa
                 "srm_p_value": jsonable(result.srm_p_value), "srm_flagged": bool(result.srm_flagged),
                 "verdict": result.verdict(_lang(request))}
 
+    @app.get("/v1/funnels")
+    def read_funnel(_: Viewer, steps: str, start: Annotated[dt_.date, Query(alias="from")],
+                    end: Annotated[dt_.date | None, Query(alias="to")] = None,
+                    window_days: Annotated[int, Query(ge=1, le=365)] = 7, weekly: bool = False,
+                    by: str | None = None) -> dict:
+        """Conversion through ``steps`` (comma separated, e.g. page_view,add_to_cart,purchase)."""
+        with state.lock:
+            result = ws.funnel([s.strip() for s in steps.split(",") if s.strip()], start, end or state.as_of,
+                               window=dt_.timedelta(days=window_days), weekly=weekly, by=by)
+        return {"steps": records(result.steps), "weekly": records(result.weekly) if weekly else []}
+
     @app.get("/v1/alerts")
     def read_alerts(request: Request, found: Viewer, rule: str | None = None,
                     top: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> dict:
