@@ -194,3 +194,41 @@ def test_funnel_endpoint_mirrors_the_workspace(served):
     body = _is_error(client.get(f"/v1/funnels?steps=page_view&from={start}", headers=_auth(tokens["viewer"])),
                      422, "invalid_input")
     assert body["message"]
+
+
+def test_segment_export_plan_and_runs(served):
+    ws, client, tokens = served
+    operator = _auth(tokens["operator"], "zh")
+    csv = client.get("/v1/segments/lapsed_high_value/export", headers=operator)
+    lines = csv.content.decode("utf-8-sig").splitlines()
+    assert csv.status_code == 200 and "lapsed_high_value" in lines[0]
+    assert len(lines) - 2 == len(ws.segment("lapsed_high_value", END))
+    assert client.get("/v1/segments/lapsed_high_value/export", headers=_auth(tokens["viewer"])).status_code == 403
+    plan = client.get("/v1/plan?days=3&top=5", headers=operator).json()
+    assert plan["start"] == (END + dt.timedelta(days=1)).isoformat() and len(plan["contacts"]) <= 5
+    assert plan["contacts_total"] >= len(plan["contacts"]) and {"tier"} <= set(plan["fairness"][0])
+    assert client.post("/v1/runs", headers=operator).status_code == 403
+    started = client.post("/v1/runs", headers=_auth(tokens["admin"]))
+    assert started.status_code == 202
+    import time
+
+    for _ in range(600):
+        run = client.get(started.json()["status_url"], headers=operator).json()
+        if run["status"] in ("done", "failed"):
+            break
+        time.sleep(0.1)
+    assert run["status"] == "done" and run["steps_done"] == ["snapshot", "alerts", "reload"], run
+    _is_error(client.get("/v1/runs/nope", headers=operator), 404, "not_found")
+
+
+def test_rate_limit_is_per_token(tmp_path, served):
+    from fastapi.testclient import TestClient
+
+    from userstrata.serve.app import create_app
+
+    ws, _, tokens = served
+    limited = TestClient(create_app(ws, requests_per_minute=3))
+    for _ in range(3):
+        assert limited.get("/v1/segments", headers=_auth(tokens["viewer"])).status_code == 200
+    _is_error(limited.get("/v1/segments", headers=_auth(tokens["viewer"])), 429, "rate_limited")
+    assert limited.get("/v1/segments", headers=_auth(tokens["operator"])).status_code == 200

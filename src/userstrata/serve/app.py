@@ -13,6 +13,7 @@ low 403. Any other exception is a bug: logged with its traceback, answered with 
 import datetime as dt_
 import logging
 import math
+import secrets
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,10 +22,10 @@ import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from userstrata import __version__
+from userstrata import __version__, export
 from userstrata.errors import InputError, NotFittedError, NotFoundError, UserstrataError
 from userstrata.serve.dashboard import dashboard_router
 from userstrata.serve.tokens import Token, verify_token
@@ -121,13 +122,89 @@ class ServeState:
             self.profiles = self.ws.snapshot_table(self.as_of).to_pandas().set_index("user_id", drop=False)
 
 
-def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> FastAPI:
-    """The API over ``workspace`` (a path of a DuckDB workspace, or an open ``Workspace``)."""
+class Runs:
+    """Background recomputations, one at a time: snapshot, alerts, reload of the served profiles."""
+
+    STEPS = ("snapshot", "alerts", "reload")
+
+    def __init__(self, state: "ServeState"):
+        self.state = state
+        self.runs: dict[str, dict] = {}
+        self.busy = threading.Lock()
+
+    def start(self, token_id: str) -> str:
+        if not self.busy.acquire(blocking=False):
+            raise InputError("a run is already going; wait for it (GET /v1/runs/{id})",
+                             zh="已有计算在进行，请等待其完成（GET /v1/runs/{id}）")
+        run_id = secrets.token_hex(6)
+        self.runs[run_id] = {"run_id": run_id, "status": "queued", "steps_done": [], "error": None,
+                             "started_by": token_id, "started_at": dt_.datetime.now(dt_.UTC).isoformat()}
+        threading.Thread(target=self._run, args=(run_id,), daemon=True).start()
+        return run_id
+
+    def _run(self, run_id: str) -> None:
+        run, state = self.runs[run_id], self.state
+        run["status"] = "running"
+        try:
+            with state.lock:
+                day = state.ws.latest_date()
+                state.ws.snapshot(day)
+            run["steps_done"].append("snapshot")
+            with state.lock:
+                state.ws.alerts(day)
+            run["steps_done"].append("alerts")
+            state.reload()
+            run["steps_done"].append("reload")
+            run["status"] = "done"
+        except Exception as exc:  # a failed run is reported, never lost in a thread
+            log.exception("run %s failed", run_id)
+            run["status"], run["error"] = "failed", str(exc)
+        finally:
+            run["finished_at"] = dt_.datetime.now(dt_.UTC).isoformat()
+            self.busy.release()
+
+    def get(self, run_id: str) -> dict:
+        if run_id not in self.runs:
+            raise NotFoundError(f"no run {run_id!r}", zh=f"没有计算任务 {run_id!r}")
+        return self.runs[run_id]
+
+
+class RateLimited(UserstrataError):
+    code = "rate_limited"
+
+
+class RateLimit:
+    """At most ``per_minute`` requests per token in any sliding minute (a fixed-window count per second)."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self.seen: dict[str, list[float]] = {}
+        self.lock = threading.Lock()
+
+    def check(self, token_id: str) -> None:
+        import time  # noqa: PLC0415
+
+        now = time.monotonic()
+        with self.lock:
+            recent = [t for t in self.seen.get(token_id, []) if now - t < 60]
+            if len(recent) >= self.per_minute:
+                raise RateLimited(f"more than {self.per_minute:,} requests in a minute with this token",
+                                  hint="slow down and retry in a minute", zh=f"该令牌一分钟内请求超过 {self.per_minute:,} 次",
+                                  hint_zh="请降低频率，一分钟后重试")
+            recent.append(now)
+            self.seen[token_id] = recent
+
+
+def create_app(workspace: str | Path | Workspace, *, settings: Any = None, requests_per_minute: int = 60_000) -> FastAPI:
+    """The API over ``workspace`` (a path of a DuckDB workspace, or an open ``Workspace``);
+    each token may make ``requests_per_minute`` requests a minute (429 beyond)."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace, settings=settings, create=False)
     state = ServeState(ws)
     app = FastAPI(title="userstrata", version=__version__,
                   description="User value stratification and lifecycle operations (用户价值分层与生命周期运营)")
     app.state.serve = state
+    runs = Runs(state)
+    limit = RateLimit(requests_per_minute)
     app.include_router(dashboard_router(state))
 
     @app.middleware("http")
@@ -142,7 +219,7 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> Fa
     @app.exception_handler(UserstrataError)
     def _known(request: Request, exc: UserstrataError) -> JSONResponse:
         status = 401 if isinstance(exc, AuthError) else 403 if isinstance(exc, RoleError) else \
-            413 if isinstance(exc, BatchTooLarge) else next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 422)
+            413 if isinstance(exc, BatchTooLarge) else 429 if isinstance(exc, RateLimited) else next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 422)
         return _error(request, status, exc)
 
     @app.exception_handler(RequestValidationError)
@@ -169,6 +246,7 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> Fa
         if found is None:
             raise AuthError("the token is unknown, revoked or expired", hint="create a new one",
                             zh="令牌无效、已撤销或已过期", hint_zh="请重新创建令牌")
+        limit.check(found.token_id)
         return found
 
     def role(needed: str):
@@ -315,6 +393,48 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None) -> Fa
                 "seen_zh" if lang == "zh" else "seen_en"]
         visible = shown if found.allows("operator") else shown[shown["subject_type"] == "segment"]
         return {"counts": records(counts), "alerts": records(visible[[c for c in keep if c in visible]].head(top))}
+
+    @app.get("/v1/segments/{name}/export")
+    def export_segment(name: str, request: Request, found: Operator) -> Response:
+        """A segment's members as CSV (UTF-8 with BOM, the definition on the first line, no formula cells)."""
+        import tempfile  # noqa: PLC0415
+
+        lang = _lang(request)
+        with state.lock:
+            members = ws.segment(name, state.as_of, lang=lang)
+            seg = ws.segment_definitions()[name]
+        log.info("token %s exported segment %s (%d users)", found.token_id, name, len(members))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export.write_table(members, Path(tmp) / f"{name}.csv", lang=lang, timezone=ws.settings.timezone,
+                                      currency=ws.settings.currency,
+                                      title=f"{seg.label(lang)} ({name}): {seg.where}; {len(members):,} @ {state.as_of}")
+            content = path.read_bytes()
+        return Response(content, media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+    @app.get("/v1/plan")
+    def read_plan(request: Request, found: Operator, start: Annotated[dt_.date | None, Query(alias="date")] = None,
+                  days: Annotated[int, Query(ge=1, le=92)] = 7,
+                  top: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> dict:
+        """The contact plan from ``date`` (default: the day after the profiles): summary, fairness, contacts."""
+        first = start or (state.as_of + dt_.timedelta(days=1))
+        with state.lock:
+            result = ws.plan(first, days)
+        return {"start": first.isoformat(), "days": days, "summary": records(result.summary),
+                "fairness": records(result.fairness), "warnings": list(result.warnings(_lang(request))),
+                "contacts": records(result.contacts.head(top)), "contacts_total": len(result.contacts)}
+
+    @app.post("/v1/runs", status_code=202)
+    def start_run(found: Admin) -> dict:
+        """Recompute in the background: the snapshot of the last day, the alerts, then the served
+        profiles; follow it at /v1/runs/{id}."""
+        run = runs.start(found.token_id)
+        return {"run_id": run, "status_url": f"/v1/runs/{run}"}
+
+    @app.get("/v1/runs/{run_id}")
+    def read_run(run_id: str, _: Viewer) -> dict:
+        """A run's progress: ``status`` (queued, running, done, failed), the steps done, the error if any."""
+        return runs.get(run_id)
 
     @app.get("/v1/migration")
     def read_migration(_: Viewer, start: Annotated[dt_.date, Query(alias="from")],
