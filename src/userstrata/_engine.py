@@ -47,6 +47,48 @@ def connect(target: Any = None) -> tuple[ibis.BaseBackend, str]:
     return con, "duckdb"
 
 
+SPARK_PREFIX = "spark"  # a workspace named "spark" or "spark:MASTER" runs on a Spark session
+
+
+def spark_session(master: str | None, tables: str | None, table_format: str, names: tuple[str, ...]) -> Any:
+    """A SparkSession (``master`` such as ``local[2]``, ``yarn``, ``spark://host:7077``; None: the
+    one spark-submit configured) with each of ``names`` found under ``tables`` registered as a view:
+    ``tables`` is a folder holding ``<name>`` or ``<name>.parquet`` (Parquet, or Delta with
+    ``table_format="delta"``), or ``db:NAME`` for the tables of a Hive database."""
+    import os  # noqa: PLC0415
+
+    try:
+        from pyspark.sql import SparkSession  # noqa: PLC0415
+    except ImportError:
+        raise InputError("the Spark engine needs pyspark", hint="pip install 'userstrata[spark]' (and Java 17)",
+                         zh="Spark 引擎需要 pyspark", hint_zh="pip install 'userstrata[spark]'（并安装 Java 17）") from None
+    if master and master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.appName("userstrata").config("spark.sql.session.timeZone", "UTC")
+    if master:
+        builder = builder.master(master).config("spark.ui.enabled", "false")
+    session = builder.getOrCreate()
+    if tables is None:
+        return session
+    if tables.startswith("db:"):
+        session.catalog.setCurrentDatabase(tables.removeprefix("db:"))
+        return session
+    folder = Path(tables).expanduser()
+    if "://" not in tables and not folder.is_dir():
+        raise InputError(f"[engine.spark] tables = {tables!r} is not a folder",
+                         hint="a folder with orders.parquet, events.parquet ... (or db:NAME for a Hive database)",
+                         zh=f"[engine.spark] tables = {tables!r} 不是文件夹")
+    for name in names:
+        for candidate in (f"{tables.rstrip('/')}/{name}", f"{tables.rstrip('/')}/{name}.parquet"):
+            if "://" in candidate or Path(candidate).exists():
+                try:
+                    session.read.format(table_format).load(candidate).createOrReplaceTempView(name)
+                except Exception:  # noqa: BLE001 - a path that is not a table of this format: try the next
+                    continue
+                break
+    return session
+
+
 @ibis.udf.scalar.builtin(name="timezone")
 def _duckdb_timezone(zone: str, ts: dt.timestamp) -> dt.timestamp:  # pragma: no cover - SQL
     """DuckDB ``timezone(zone, timestamptz)``: wall-clock time in ``zone``."""

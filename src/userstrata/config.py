@@ -481,12 +481,21 @@ class RecommendSettings(_Section):
     min_support: float = Field(0.002, gt=0, le=1)  # co-purchase pairs in at least 0.2% of baskets
 
 
+class SparkSettings(_Section):
+    """The Spark session a workspace named ``spark`` (or ``spark:MASTER``) opens (docs/engines.md)."""
+
+    master: str | None = None  # e.g. "local[2]", "yarn", "spark://host:7077"; None: spark-submit's
+    tables: str | None = None  # folder with orders(.parquet), events ... or "db:NAME" (a Hive database)
+    format: Literal["parquet", "delta"] = "parquet"
+
+
 class EngineSettings(_Section):
-    """Limits for the embedded DuckDB engine (None = DuckDB's own default)."""
+    """Limits for the embedded DuckDB engine (None = DuckDB's own default), and the Spark session."""
 
     # e.g. "2GB": DuckDB spills to disk beyond it; its default is 80% of RAM (see BENCHMARKS.md)
     memory_limit: str | None = Field(None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)$")
     threads: int | None = Field(None, ge=1)
+    spark: SparkSettings = SparkSettings()
 
 
 class Settings(_Section):

@@ -50,6 +50,11 @@ class Store:
         """Open (and, with ``create``, initialise) the workspace at ``target``."""
         if target is None:
             target = _engine.DEFAULT_WORKSPACE
+        name = str(target)
+        if isinstance(target, (str, Path)) and (name == _engine.SPARK_PREFIX or name.startswith(_engine.SPARK_PREFIX + ":")):
+            spark = (settings or Settings()).engine.spark
+            master = name.partition(":")[2] or spark.master
+            target = _engine.spark_session(master, spark.tables, spark.format, tuple(CANONICAL))
         is_file = isinstance(target, (str, Path)) and "://" not in str(target) and str(target) != ":memory:"
         if is_file and not create and not Path(target).exists():
             raise NotFoundError(

@@ -51,7 +51,8 @@ def profile(
             task = progress.add_task(f"profiling as of {day}", total=3)
             frame = ws.profile(day, lang=lang_, depth=depth).to_pandas()
             progress.advance(task)
-            ws.snapshot(day, frame=frame)  # the snapshot for tracking change over time
+            if ws.store.engine == "duckdb":  # the snapshot for tracking change over time (kept in DuckDB)
+                ws.snapshot(day, frame=frame)
             progress.advance(task)
             export.write_table(frame, out, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             progress.advance(task)
