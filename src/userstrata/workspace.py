@@ -323,6 +323,19 @@ class Workspace:
         return refunds(self.table("orders"), self.table("order_items"), self.table("events"),
                        **self._measure_inputs(), **options)
 
+    def kpis(self, start: dt_.date, end: dt_.date | None = None, **options: Any) -> Any:
+        """KPIs per day, week or month from ``start`` to ``end`` (default: the last day in the data);
+        definitions in docs/metrics.md (``measure.kpis``)."""
+        from userstrata.measure.kpis import kpis  # noqa: PLC0415
+
+        return kpis(**self._inputs(), start=start, end=end or self.latest_date(), **options)
+
+    def retention(self, start: dt_.date, end: dt_.date | None = None, **options: Any) -> Any:
+        """Retention cohorts from ``start`` to ``end`` (``measure.retention``)."""
+        from userstrata.measure.retention import retention  # noqa: PLC0415
+
+        return retention(**self._inputs(), start=start, end=end or self.latest_date(), **options)
+
     def funnel(self, steps: list[str], start: dt_.date, end: dt_.date, **options: Any) -> Any:
         """Conversion through ``steps`` within a window, by step, week and group (``measure.funnels``)."""
         from userstrata.measure.funnels import funnel  # noqa: PLC0415

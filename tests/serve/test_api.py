@@ -232,3 +232,16 @@ def test_rate_limit_is_per_token(tmp_path, served):
         assert limited.get("/v1/segments", headers=_auth(tokens["viewer"])).status_code == 200
     _is_error(limited.get("/v1/segments", headers=_auth(tokens["viewer"])), 429, "rate_limited")
     assert limited.get("/v1/segments", headers=_auth(tokens["operator"])).status_code == 200
+
+
+def test_kpis_and_cohorts_mirror_the_workspace(served):
+    ws, client, tokens = served
+    start = dt.date(2024, 1, 1)
+    got = client.get(f"/v1/kpis?from={start}&to={END}&grain=month", headers=_auth(tokens["viewer"])).json()["kpis"]
+    want = ws.kpis(start, END, grain="month").table
+    assert [k["active_users"] for k in got] == want["active_users"].tolist()
+    cells = client.get(f"/v1/cohorts?from={start}&to={END}&period=week&periods=4", headers=_auth(tokens["viewer"])).json()
+    want = ws.retention(start, END, period="week", periods=4).summary
+    assert [c["returned"] for c in cells["summary"]] == want["returned"].tolist()
+    body = _is_error(client.get(f"/v1/kpis?from={start}&grain=hour", headers=_auth(tokens["viewer"])), 422, "invalid_input")
+    assert "hour" in body["message"]

@@ -24,6 +24,8 @@ _ALERT_COLUMNS = {"zh": ("规则", "严重程度", "预警数"), "en": ("Rule", 
 _FUNNEL = {"zh": "转化漏斗：浏览 → 加购 → 购买（近 90 天，7 天内）", "en": "Funnel: view -> cart -> purchase (last 90 days, within 7 days)"}
 _FUNNEL_WEEKLY = {"zh": "漏斗逐周转化", "en": "Funnel conversion by week"}
 FUNNEL_STEPS = ("page_view", "add_to_cart", "purchase")
+_KPI_TREND = {"zh": "核心指标走势（按月，近 12 个月）", "en": "Key numbers by month (last 12 months)"}
+_RETENTION = {"zh": "注册用户周留存（近 12 周的队列）", "en": "Weekly retention of registered users (last 12 weekly cohorts)"}
 _PEAKS = {"zh": "订单最多的时段：{peaks}", "en": "Busiest hours: {peaks}"}
 
 
@@ -64,6 +66,23 @@ def _funnel(ws: Workspace, as_of: dt_.date, lang: str, min_count: int) -> list[S
             Section("funnel_weekly", _FUNNEL_WEEKLY[lang], result.weekly_chart(lang))]
 
 
+def _kpis(ws: Workspace, as_of: dt_.date, lang: str, min_count: int) -> list[Section]:
+    start = shift_months(as_of, -12) + dt_.timedelta(days=1)
+    result = ws.kpis(start, as_of, grain="month", min_count=min_count or None)
+    if result.table.empty:
+        return []
+    return [Section("kpi_trend", _KPI_TREND[lang], result.chart(("active_users", "paying_users"), lang),
+                    result.labelled(lang).tail(6))]
+
+
+def _retention(ws: Workspace, as_of: dt_.date, lang: str, min_count: int) -> list[Section]:
+    result = ws.retention(as_of - dt_.timedelta(weeks=12), as_of, period="week", periods=8,
+                          min_count=min_count or None)
+    if result.table.empty:
+        return []
+    return [Section("retention", _RETENTION[lang], result.chart(lang))]
+
+
 def _alerts(ws: Workspace, lang: str, min_count: int) -> Section | None:
     """Open alerts by rule and severity, as last evaluated (``userstrata alerts``); none when never run."""
     from userstrata.measure.alerts import SEVERITY_LABELS, rule_label  # noqa: PLC0415
@@ -94,4 +113,5 @@ def workspace_sections(ws: Workspace, as_of: dt_.date | None = None, *, lang: st
         more=[lambda: _migration(ws, as_of, lang), lambda: _patterns(ws, as_of, lang, min_count),
               lambda: _alerts(ws, lang, min_count), *(more or [])],
     )
-    return sections + _funnel(ws, as_of, lang, min_count)
+    return (sections[:1] + _kpis(ws, as_of, lang, min_count) + sections[1:] + _retention(ws, as_of, lang, min_count)
+            + _funnel(ws, as_of, lang, min_count))

@@ -370,6 +370,26 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None, reque
                 "srm_p_value": jsonable(result.srm_p_value), "srm_flagged": bool(result.srm_flagged),
                 "verdict": result.verdict(_lang(request))}
 
+    @app.get("/v1/kpis")
+    def read_kpis(_: Viewer, start: Annotated[dt_.date, Query(alias="from")],
+                  end: Annotated[dt_.date | None, Query(alias="to")] = None, grain: str = "day", by: str | None = None,
+                  min_count: Annotated[int | None, Query(ge=1)] = None) -> dict:
+        """KPIs per period (docs/metrics.md), and historical LTV by acquisition cohort."""
+        with state.lock:
+            result = ws.kpis(start, end or state.as_of, grain=grain, by=by, min_count=min_count)
+        return {"kpis": records(result.table), "ltv": records(result.ltv)}
+
+    @app.get("/v1/cohorts")
+    def read_cohorts(_: Viewer, start: Annotated[dt_.date, Query(alias="from")],
+                     end: Annotated[dt_.date | None, Query(alias="to")] = None, cohort_by: str = "registration",
+                     period: str = "week", mode: str = "first_time", periods: Annotated[int, Query(ge=1, le=400)] = 12,
+                     min_count: Annotated[int | None, Query(ge=1)] = None) -> dict:
+        """Retention cohorts: users per cohort and period, and D1/D7/D30."""
+        with state.lock:
+            result = ws.retention(start, end or state.as_of, cohort_by=cohort_by, period=period, mode=mode,
+                                  periods=periods, min_count=min_count)
+        return {"cells": records(result.counts), "summary": records(result.summary)}
+
     @app.get("/v1/funnels")
     def read_funnel(_: Viewer, steps: str, start: Annotated[dt_.date, Query(alias="from")],
                     end: Annotated[dt_.date | None, Query(alias="to")] = None,
