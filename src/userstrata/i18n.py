@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from typing import Literal
 
 Lang = Literal["zh", "en"]
@@ -451,3 +454,11 @@ def label(key: str, lang: Lang = "en") -> str:
     """The label of ``key`` in ``lang``; unknown keys come back unchanged."""
     entry = _ALL.get(key)
     return entry[lang] if entry else key
+
+
+def pick(texts: Mapping[str, tuple[str, str]], key: str, lang: str = "en", **values: Any) -> str:
+    """``texts[key]`` (a ``(zh, en)`` pair) in ``lang``, with ``values`` filled in when given: the
+    one way a module reads its own table of operator texts."""
+    zh, en = texts[key]
+    text = zh if lang == "zh" else en
+    return text.format(**values) if values else text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import datetime as dt_
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from userstrata import charts
+from userstrata import charts, i18n
 from userstrata.cli._app import (
     DEFAULT_WORKSPACE_PATH,
     ConfigOpt,
@@ -46,9 +48,7 @@ _TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def _text(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_text = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 def _weights(text: str | None) -> dict[str, float] | None:

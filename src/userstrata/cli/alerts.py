@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,9 +48,7 @@ _TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def _text(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_text = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 def _localised(frame: pd.DataFrame, lang: str) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from userstrata import export
+from userstrata import export, i18n
 from userstrata.cli._app import (
     DEFAULT_WORKSPACE_PATH,
     ConfigOpt,
@@ -47,9 +49,7 @@ _TEXT: dict[str, tuple[str, str]] = {
 _COLUMNS = ("id", "size", "share", "description", "frequency", "aov", "community_actions")
 
 
-def _text(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_text = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 def _number(value: Any, fmt: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import datetime as dt_
 import re
 from pathlib import Path
@@ -12,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from userstrata import charts
+from userstrata import charts, i18n
 from userstrata.cli._app import (
     DEFAULT_WORKSPACE_PATH,
     ConfigOpt,
@@ -55,9 +57,7 @@ SuppressOpt = Annotated[bool, typer.Option("--suppress", help=f"Hide small cells
 ChartOpt = Annotated[Path | None, typer.Option("--chart", help="Write the chart (.html or .png).")]
 
 
-def _text(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_text = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 def parse_window(text: str, option: str = "--window") -> dt_.timedelta:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +12,7 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
-from userstrata import charts, export
+from userstrata import charts, export, i18n
 from userstrata.cli._app import (
     DEFAULT_WORKSPACE_PATH,
     ConfigOpt,
@@ -49,9 +51,7 @@ _TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def _text(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_text = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 def _headers(frame: pd.DataFrame, lang: str) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import datetime as dt_
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from userstrata import charts, export
+from userstrata import charts, export, i18n
 from userstrata.cli._app import (
     DATE_HELP,
     DEFAULT_WORKSPACE_PATH,
@@ -55,9 +57,7 @@ ChartOpt = Annotated[Path | None, typer.Option("--chart", help="Also draw a char
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write the table: .xlsx, .csv or .parquet.")]
 
 
-def _text(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_text = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 def _range(ws: Any, start: str | None, end: str | None, default_back: int, grain: str) -> tuple[dt_.date, dt_.date]:

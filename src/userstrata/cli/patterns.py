@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import datetime as dt_
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +12,7 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
-from userstrata import charts, export
+from userstrata import charts, export, i18n
 from userstrata.cli._app import (
     DATE_HELP,
     DEFAULT_WORKSPACE_PATH,
@@ -51,9 +53,7 @@ _TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def _text(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_text = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 def _day(value: str | None, option: str) -> dt_.date | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import datetime as dt_
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,9 +68,7 @@ _CONTACT_HEADERS = {
 }  # fmt: skip
 
 
-def _t(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_t = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 def _channel(value: str, lang: str) -> str:
@@ -203,8 +203,7 @@ _SOURCES = {"sequence": ("学习路径", "path"), "co_purchase": ("常一起买"
             "category": ("偏好品类", "favourite category"), "popular": ("全店热销", "best seller")}
 
 
-def _rt(key: str, lang: str) -> str:
-    return _REC_TEXT[key][0 if lang == "zh" else 1]
+_rt = functools.partial(i18n.pick, _REC_TEXT)  # text in zh or en
 
 
 @command

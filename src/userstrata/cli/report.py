@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
+from userstrata import i18n
 from userstrata.cli._app import (
     DEFAULT_WORKSPACE_PATH,
     ConfigOpt,
@@ -30,9 +33,7 @@ _TEXT = {
 }
 
 
-def _text(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_text = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 @command

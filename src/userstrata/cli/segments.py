@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from userstrata import export
+from userstrata import export, i18n
 from userstrata.activate.segments import columns_used
 from userstrata.cli._app import (
     DEFAULT_WORKSPACE_PATH,
@@ -46,9 +48,7 @@ CHANNEL_COLUMNS = ("user_id", "tier", "lifecycle", "rfm_cell", "orders", "moneta
                    "recency_days", "tier_reason")  # fmt: skip
 
 
-def _text(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_text = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 @command

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from userstrata import i18n
 from userstrata.cli._app import (
     DEFAULT_WORKSPACE_PATH,
     ConfigOpt,
@@ -37,9 +40,7 @@ _COLUMNS = {"token_id": ("编号", "Id"), "role": ("角色", "Role"), "note": ("
             "created_at": ("创建于", "Created"), "expires_at": ("过期于", "Expires"), "revoked_at": ("撤销于", "Revoked")}
 
 
-def _text(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_text = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 @command

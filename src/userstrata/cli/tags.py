@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import datetime as dt_
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from userstrata import charts, export
+from userstrata import charts, export, i18n
 from userstrata.cli._app import (
     DEFAULT_WORKSPACE_PATH,
     ConfigOpt,
@@ -60,9 +62,7 @@ _TEXT: dict[str, tuple[str, str]] = {
 _INDEX_BANDS = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 100))
 
 
-def _text(key: str, lang: str, **values: Any) -> str:
-    zh, en = _TEXT[key]
-    return (zh if lang == "zh" else en).format(**values)
+_text = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 def _clock(ws: Any) -> Clock:

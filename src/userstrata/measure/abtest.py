@@ -18,6 +18,8 @@ reach Python. docs/abtest.md gives every formula with its edge cases.
 
 from __future__ import annotations
 
+import functools
+
 import dataclasses
 import datetime as dt_
 import math
@@ -30,6 +32,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
+from userstrata import i18n
 from userstrata.errors import InputError
 from userstrata.features._money import to_cents
 from userstrata.measure import stats as st
@@ -75,9 +78,7 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def text(key: str, lang: str = "en") -> str:
-    zh, en = TEXT[key]
-    return zh if lang == "zh" else en
+text = functools.partial(i18n.pick, TEXT)  # text in zh or en
 
 
 # -- assignments ---------------------------------------------------------------------------------

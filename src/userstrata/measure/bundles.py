@@ -22,6 +22,8 @@ Agrawal, R. & Srikant, R. (1994). Fast algorithms for mining association rules. 
 
 from __future__ import annotations
 
+import functools
+
 import dataclasses
 import datetime as dt_
 import math
@@ -32,6 +34,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from userstrata import i18n
 from userstrata.errors import InputError
 from userstrata.features._time import Clock
 from userstrata.measure.patterns import check_min_count, check_period, default_execute, paid_orders
@@ -62,9 +65,7 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def text(key: str, lang: str = "en") -> str:
-    zh, en = TEXT[key]
-    return zh if lang == "zh" else en
+text = functools.partial(i18n.pick, TEXT)  # text in zh or en
 
 
 def _check(level: str, basket: str, min_support: float, max_size: int) -> None:

@@ -21,6 +21,8 @@ The definition follows PostHog's funnels (docs/funnels.md gives every rule with 
 
 from __future__ import annotations
 
+import functools
+
 import dataclasses
 import datetime as dt_
 from collections.abc import Callable, Sequence
@@ -30,14 +32,15 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from userstrata import i18n
 from userstrata.errors import InputError
+from userstrata.measure.privacy import MIN_COUNT, hide  # noqa: F401 (MIN_COUNT re-exported)
 from userstrata.features._time import Clock
 from userstrata.schema import PURCHASE_STATUSES
 
 ORDERS = ("ordered", "strict", "any")
 PER = ("user", "session")
 ORDER_STEPS = ("purchase", "order")  # step names that also match paid orders
-MIN_COUNT = 10  # aggregate cells below this many units are suppressed when asked
 NO_GROUP = "(none)"  # the --by value of units whose user has none
 # time-to-convert buckets: upper bounds in seconds (the last one open)
 TIME_BUCKETS = (
@@ -80,9 +83,7 @@ EVENT_LABELS: dict[str, str] = {
 }  # fmt: skip
 
 
-def text(key: str, lang: str = "en") -> str:
-    zh, en = TEXT[key]
-    return zh if lang == "zh" else en
+text = functools.partial(i18n.pick, TEXT)  # text in zh or en
 
 
 def event_label(name: Any, lang: str = "en") -> str:
@@ -449,13 +450,6 @@ def _time_buckets(units: ir.Table, n: int, group: list[str]) -> ir.Table:
     return ibis.union(*parts)
 
 
-def _hide(counts: pd.Series, min_count: int | None) -> pd.Series:
-    """True for cells to hide: 0 < count < min_count (an empty cell identifies nobody)."""
-    if not min_count:
-        return pd.Series(False, index=counts.index)
-    return (counts > 0) & (counts < min_count)
-
-
 def _rates(counts: pd.DataFrame, steps: Sequence[str], group: list[str], min_count: int | None) -> pd.DataFrame:
     frame = counts.copy()
     frame["step"] = frame["step"].astype(int)
@@ -474,12 +468,12 @@ def _rates(counts: pd.DataFrame, steps: Sequence[str], group: list[str], min_cou
     frame["step_conversion"] = (count / previous).where(previous > 0)
     frame["overall_conversion"] = (count / first).where(first > 0)
     frame["drop_off"] = (previous - count).astype("Int64")
-    hide = _hide(frame["count"], min_count) | _hide(previous.fillna(0).astype("int64"), min_count)
+    hidden = hide(frame["count"], min_count) | hide(previous.fillna(0).astype("int64"), min_count)
     for col in frame.columns:
         if col in ("count", "drop_off"):
-            frame[col] = frame[col].astype("Int64").mask(hide)
+            frame[col] = frame[col].astype("Int64").mask(hidden)
         elif col in ("step_conversion", "overall_conversion", "median_seconds", "median_seconds_from_start"):
-            frame[col] = frame[col].astype(float).mask(hide)
+            frame[col] = frame[col].astype(float).mask(hidden)
     cols = [*group, "step", "event", "count", "step_conversion", "overall_conversion", "drop_off"]
     cols += [c for c in ("median_seconds", "median_seconds_from_start") if c in frame]
     return frame[cols]
@@ -496,7 +490,7 @@ def _bucket_frame(times: pd.DataFrame, steps: Sequence[str], group: list[str], m
     times = times.assign(step=times["step"].astype(int), bucket=times["bucket"].astype(int))
     out = full.merge(times, on=[*group, "step", "bucket"], how="left")
     out["count"] = out["count"].fillna(0).astype("Int64")
-    out["count"] = out["count"].mask(_hide(out["count"], min_count))
+    out["count"] = out["count"].mask(hide(out["count"], min_count))
     out["event"] = [steps[k - 1] for k in out["step"]]
     out["bucket"] = [names[i] for i in out["bucket"]]
     return out[[*group, "step", "event", "bucket", "count"]]

@@ -18,6 +18,8 @@ Every number is defined once, in docs/metrics.md; this module is that definition
 
 from __future__ import annotations
 
+import functools
+
 import dataclasses
 import datetime as dt_
 from collections.abc import Callable, Sequence
@@ -27,8 +29,9 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from userstrata import _engine
+from userstrata import _engine, i18n
 from userstrata.errors import InputError
+from userstrata.measure.privacy import MIN_COUNT  # noqa: F401 (re-exported)
 from userstrata.features._money import floor_divide, to_cents
 from userstrata.features._time import Clock
 from userstrata.schema import PURCHASE_STATUSES
@@ -36,7 +39,6 @@ from userstrata.schema import PURCHASE_STATUSES
 GRAINS = ("day", "week", "month")
 BY = ("tier", "lifecycle", "channel", "cohort")
 CONVERSION_DAYS = (1, 7, 30)
-MIN_COUNT = 10  # the usual threshold for reports shared outside the team
 NO_GROUP = "(none)"  # the group of users who have none (no channel, no profile yet)
 MAX_PROFILE_PERIODS = 62  # by tier/lifecycle builds one profile per period
 _EPOCH = dt_.date(1970, 1, 1)
@@ -110,9 +112,7 @@ RATES = ("stickiness", "conversion_1d", "conversion_7d", "conversion_30d", "repu
          "churn_rate")  # fmt: skip
 
 
-def text(key: str, lang: str = "en") -> str:
-    zh, en = TEXT[key]
-    return zh if lang == "zh" else en
+text = functools.partial(i18n.pick, TEXT)  # text in zh or en
 
 
 def _default_execute(expr: ir.Expr) -> pd.DataFrame:

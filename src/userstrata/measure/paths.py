@@ -10,6 +10,8 @@ follows the anchor within ``window``.
 
 from __future__ import annotations
 
+import functools
+
 import dataclasses
 import datetime as dt_
 from collections.abc import Callable
@@ -19,9 +21,11 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from userstrata import i18n
 from userstrata.errors import InputError
 from userstrata.features._time import Clock
-from userstrata.measure.funnels import ORDER_STEPS, _default_execute, _hide, event_label, event_stream
+from userstrata.measure.funnels import ORDER_STEPS, _default_execute, event_label, event_stream
+from userstrata.measure.privacy import hide as hidden_cells
 
 DIRECTIONS = ("after", "before")
 END, START = "(end)", "(start)"  # where a path runs out of events
@@ -42,9 +46,7 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def text(key: str, lang: str = "en") -> str:
-    zh, en = TEXT[key]
-    return zh if lang == "zh" else en
+text = functools.partial(i18n.pick, TEXT)  # text in zh or en
 
 
 def _name(event: Any, lang: str) -> str:
@@ -191,7 +193,7 @@ def _ranked(frame: pd.DataFrame, keys: list[str], total: int, top: int | None, m
     if top is not None:
         frame = frame.head(top)
     frame["share"] = frame["users"] / total if total else float("nan")
-    hide = _hide(frame["users"], min_count)
+    hide = hidden_cells(frame["users"], min_count)
     frame["users"] = frame["users"].astype("Int64").mask(hide)
     frame["share"] = frame["share"].astype(float).mask(hide)
     return frame[[*keys, "users", "share"]]

@@ -14,6 +14,8 @@ The other analyses of purchases (``bundles``, ``refunds``) share this module's h
 
 from __future__ import annotations
 
+import functools
+
 import dataclasses
 import datetime as dt_
 from collections.abc import Callable
@@ -24,12 +26,12 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from userstrata import _engine
+from userstrata import _engine, i18n
 from userstrata.errors import InputError
+from userstrata.measure.privacy import MIN_COUNT, check_min_count, hide  # noqa: F401 (re-exported)
 from userstrata.features._time import Clock
 from userstrata.schema import PURCHASE_STATUSES
 
-MIN_COUNT = 10  # aggregate cells below this many units are suppressed when asked
 ALL = "(all)"  # the group of every order
 BY = (None, "category")
 WEEKDAYS: tuple[tuple[str, str], ...] = (
@@ -51,9 +53,7 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def text(key: str, lang: str = "en") -> str:
-    zh, en = TEXT[key]
-    return zh if lang == "zh" else en
+text = functools.partial(i18n.pick, TEXT)  # text in zh or en
 
 
 def weekday_label(index: int, lang: str = "en") -> str:
@@ -63,23 +63,6 @@ def weekday_label(index: int, lang: str = "en") -> str:
 
 def default_execute(expr: ir.Expr) -> pd.DataFrame:
     return expr.to_pandas()
-
-
-def hide(counts: pd.Series, min_count: int | None) -> pd.Series:
-    """True for cells to hide: 0 < count < min_count (an empty cell identifies nobody)."""
-    counts = pd.Series(counts)
-    if not min_count:
-        return pd.Series(False, index=counts.index)
-    filled = counts.fillna(0)
-    return (filled > 0) & (filled < min_count)
-
-
-def check_min_count(min_count: int | None) -> None:
-    if min_count is not None and min_count < 1:
-        raise InputError(f"min_count {min_count} must be at least 1 (or None to show every cell)",
-                         hint=f"e.g. --min-count {MIN_COUNT}",
-                         zh=f"最小计数 min_count={min_count} 至少为 1（或不设，显示全部格子）",
-                         hint_zh=f"例如 --min-count {MIN_COUNT}")
 
 
 def check_period(start: dt_.date | None, end: dt_.date | None, what: str, what_zh: str) -> None:

@@ -23,6 +23,8 @@ Money is summed in whole cents on the engine (features/_money.py), so every engi
 
 from __future__ import annotations
 
+import functools
+
 import dataclasses
 import datetime as dt_
 from collections.abc import Callable
@@ -32,6 +34,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from userstrata import i18n
 from userstrata.errors import InputError
 from userstrata.features._money import divide_cents, to_cents
 from userstrata.features._time import Clock
@@ -92,9 +95,7 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def text(key: str, lang: str = "en") -> str:
-    zh, en = TEXT[key]
-    return zh if lang == "zh" else en
+text = functools.partial(i18n.pick, TEXT)  # text in zh or en
 
 
 def _check(level: str, before_hours: float) -> None:

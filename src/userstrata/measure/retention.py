@@ -18,6 +18,8 @@ The definitions follow PostHog's retention insight (docs/metrics.md quotes them)
 
 from __future__ import annotations
 
+import functools
+
 import dataclasses
 import datetime as dt_
 from collections.abc import Callable
@@ -27,7 +29,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from userstrata import _engine
+from userstrata import _engine, i18n
 from userstrata.errors import InputError
 from userstrata.features._time import Clock
 from userstrata.measure.kpis import (
@@ -74,9 +76,7 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def text(key: str, lang: str = "en") -> str:
-    zh, en = TEXT[key]
-    return zh if lang == "zh" else en
+text = functools.partial(i18n.pick, TEXT)  # text in zh or en
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,15 +8,17 @@ fewer users (shown as "<10"), for reports shared outside the team.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from userstrata import i18n
+from userstrata.measure.privacy import hide
 from userstrata.schema import LIFECYCLE_STAGES, RFM_CELLS
 
 __all__ = ["Section", "overview_sections", "suppress"]
@@ -58,9 +60,7 @@ _TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def _t(key: str, lang: str, **values: Any) -> str:
-    zh, en = _TEXT[key]
-    return (zh if lang == "zh" else en).format(**values)
+_t = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,10 @@ class Section:
 
 
 def suppress(counts: pd.Series, min_count: int) -> pd.Series:
-    """Counts as text, those below ``min_count`` (but above 0) shown as "<min_count"."""
-    return counts.map(lambda n: f"<{min_count}" if 0 < n < min_count else f"{int(n):,}")
+    """Counts as text, those hidden for privacy (``measure.privacy.hide``) shown as "<min_count"."""
+    counts = pd.Series(counts)
+    hidden = hide(counts, min_count)
+    return pd.Series([f"<{min_count}" if h else f"{int(n):,}" for n, h in zip(counts, hidden)], index=counts.index)
 
 
 def _money(value: float) -> str:

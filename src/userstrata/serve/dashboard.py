@@ -5,6 +5,7 @@ kept until the profiles are reloaded, so a page view costs no engine work. plotl
 from the plotly package at /static/plotly.min.js: offline shops have no CDN.
 """
 
+import functools
 import html
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -38,9 +39,7 @@ _TEXT = {
 }
 
 
-def _t(key: str, lang: str) -> str:
-    zh, en = _TEXT[key]
-    return zh if lang == "zh" else en
+_t = functools.partial(i18n.pick, _TEXT)  # text in zh or en
 
 
 def _lang(value: str | None) -> str:
