@@ -13,7 +13,7 @@ from userstrata import Workspace, charts
 from userstrata.config import Settings
 from userstrata.datasets import simulate_shop
 from userstrata.errors import InputError, NotFoundError
-from userstrata.segments.migration import GONE, NEW, migration, migration_sankey
+from userstrata.segments.migration import GONE, NEW, forecast, migration, migration_sankey
 from userstrata.segments.snapshots import fingerprint, snapshot_dates
 
 
@@ -213,3 +213,30 @@ def test_sankey_bands_are_the_users_who_moved(lang, tmp_path):
     html = (tmp_path / "m.html").read_text(encoding="utf-8")
     # plotly.js inside the file, no script fetched from elsewhere: works offline
     assert not re.search(r"<script[^>]*\bsrc=", html) and "Plotly.newPlot" in html and len(html) > 1_000_000
+
+
+@pytest.mark.slow
+def test_forecast_intervals_cover_the_true_projection_at_about_their_level():
+    """Repeated simulation of a known chain: the 90% bootstrap interval of shares_0 @ P^k holds
+    the true chain's projection about 90% of the time (every state, k = 1 and 2)."""
+    tiers = ["explorer", "regular", "engaged", "co_builder"]
+    P = np.array([[0.80, 0.15, 0.04, 0.01], [0.10, 0.75, 0.12, 0.03],
+                  [0.02, 0.18, 0.70, 0.10], [0.01, 0.04, 0.15, 0.80]])
+    rng = np.random.default_rng(20241126)
+    covered = []
+    for rep in range(120):
+        states = rng.choice(4, size=400, p=[0.45, 0.35, 0.12, 0.08])
+        profiles = []
+        for _ in range(4):  # four profiles, three periods of moves
+            profiles.append(pd.DataFrame({"user_id": [f"u{i}" for i in range(400)],
+                                          "tier": [tiers[s] for s in states]}))
+            states = np.array([rng.choice(4, p=P[s]) for s in states])
+        got = forecast(profiles, periods=2, n_boot=100, random_state=rep)
+        start = got.shares.iloc[0].to_numpy()
+        for k in (1, 2):
+            truth = start @ np.linalg.matrix_power(P, k)
+            low, high = got.low.iloc[k].to_numpy(), got.high.iloc[k].to_numpy()
+            covered.extend((low <= truth) & (truth <= high))
+    rate = float(np.mean(covered))
+    print(f"coverage of the 90% intervals: {rate:.3f} over {len(covered)} intervals")
+    assert 0.82 <= rate <= 0.97, rate
