@@ -195,8 +195,8 @@ def test_duckdb_only_operations_say_so(on_spark, call, operation):
 
 
 def test_tables_not_registered_are_empty_but_orders(spark, parquet):
-    """Only orders registered: users, order_items and events read as empty (with a warning),
-    as in a DuckDB workspace where only orders were loaded."""
+    """Only orders registered: users, order_items, events and identities read as empty (with a
+    warning), as in a DuckDB workspace where only orders were loaded."""
     session = spark.newSession()
     session.read.parquet(str(parquet / "orders.parquet")).createOrReplaceTempView("orders")
     on_spark = Workspace.open(session, settings=Settings())
@@ -206,7 +206,7 @@ def test_tables_not_registered_are_empty_but_orders(spark, parquet):
     with pytest.warns(UserWarning, match="it is read as empty") as warned:
         spark_profile = on_spark.profile(END).to_pandas()
     empty = sorted(str(w.message).split("'")[1] for w in warned if "read as empty" in str(w.message))
-    assert empty == ["events", "order_items", "users"]
+    assert empty == ["events", "identities", "order_items", "users"]
     _same_frames(on_duckdb.profile(END).to_pandas(), spark_profile)
     assert spark_profile["top_category"].isna().all()
 
