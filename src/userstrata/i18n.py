@@ -174,6 +174,8 @@ _LABELS: dict[str, dict[str, str]] = {
     "col.weekend_buyer": {"zh": "周末下单", "en": "Weekend buyer"},
     "col.lunch_buyer": {"zh": "午休下单", "en": "Lunch-break buyer"},
     "col.new_product": {"zh": "爱尝新", "en": "New-product fan"},
+    # recommended items on a contact (activate/recommend.py, plan --items)
+    **{f"col.item_{i}": {"zh": f"推荐商品{i}", "en": f"Recommended item {i}"} for i in range(1, 11)},
     "alerts.computing": {"zh": "评估流失预警", "en": "evaluating the early warnings"},
     "migration.sankey_title": {"zh": "{by}迁移 {start} → {end}", "en": "{by} migration {start} -> {end}"},
     "migration.forecast_chart": {"zh": "{by}占比的马尔可夫预测（虚线：区间）",
