@@ -186,7 +186,7 @@ def test_random_graph_matches_breadth_first_search_in_any_load_order(seed):
     rng = random.Random(seed)
     sources = ["phone", "wechat_openid", "wechat_unionid", "device_id", "user_id"]
     rows = [(rng.choice(sources), f"x{rng.randrange(60)}", f"u{rng.randrange(40)}") for _ in range(120)]
-    rows += [("phone", "shared", f"u{i}") for i in range(8)]
+    rows += [("phone", "family-phone", f"u{i}") for i in range(8)]
     expected = _components_by_search(rows, max_links=6)
     first = stitch(links(rows), max_links=6)
     assert canonical(first) == expected
@@ -194,7 +194,7 @@ def test_random_graph_matches_breadth_first_search_in_any_load_order(seed):
     rng.shuffle(shuffled)
     again = stitch(links(shuffled), max_links=6)
     pd.testing.assert_frame_equal(first.mapping, again.mapping)
-    assert ("phone", "shared") in set(zip(first.conflicts["source"], first.conflicts["external_id"], strict=True))
+    assert ("phone", "family-phone") in set(zip(first.conflicts["source"], first.conflicts["external_id"], strict=True))
 
 
 def test_canonical_ids_are_the_same_after_reloading_in_another_order(tmp_path):
