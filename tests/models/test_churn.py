@@ -171,6 +171,33 @@ def test_top_reason_names_the_feature_that_drives_churn():
         users.loc[["gone"]].assign(inactive_days=model.medians_["inactive_days"]))[0])
 
 
+def test_contributions_equal_scoring_each_changed_copy_alone():
+    """The stacked, sparse scoring (only rows a change moves) against the definition: for every
+    user and feature, P(churn) minus P(churn) with that one feature at the training median.
+    Values at the median, missing values and blocks smaller than the data are all present."""
+    train = _synthetic_features(1200, seed=4)
+    train.loc[train.index[:200], "aov"] = np.nan
+    model = ChurnModel(random_state=0).fit(train, train["inactive_days"] + 20 * train["refund_rate"] > 60)
+    users = _synthetic_features(40, seed=5)
+    medians = model.medians_[model.feature_names_]
+    users.iloc[::3, 0] = medians.iloc[0]  # a third of the users sit at the first feature's median
+    users.loc[users.index[::4], "aov"] = np.nan
+    base = model.predict_proba(users)
+    expected = pd.DataFrame(
+        {f: base - model.predict_proba(users.assign(**{f: medians[f]})) for f in model.feature_names_},
+        index=users.index,
+    )
+    import userstrata.models.churn as churn_module
+    small_blocks = pytest.MonkeyPatch()
+    small_blocks.setattr(churn_module, "_CONTRIBUTION_CELLS", 7 * 18 * len(model.feature_names_))
+    try:
+        got = model.contributions(users)
+    finally:
+        small_blocks.undo()
+    assert (got.iloc[::3, 0] == 0).all()
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=0, atol=1e-12)
+
+
 def test_probabilities_are_calibrated():
     """Labels drawn from known probabilities: the calibrated model's mean and Brier score match the truth's."""
     rng = np.random.default_rng(3)

@@ -328,3 +328,50 @@ def test_per_user_spend_and_clv_follow_the_documented_formulas(cdnow_predicted):
     discounted = sum(np.diff(cumulative, axis=0)[m - 1] / 1.01**m for m in (1, 2, 3))
     np.testing.assert_allclose(out["clv"].to_numpy(), out["expected_spend"].to_numpy() * discounted, rtol=1e-4)
     assert (out["clv_low"] <= out["clv"]).all() and (out["clv"] <= out["clv_high"]).all()
+
+
+# -- the training inputs of a large shop: a sample of users -------------------------------------
+
+def test_a_training_sample_keeps_the_sampled_users_rows_whole(shop):
+    """Per-user aggregates of the sampled users equal those of the full profile (only the
+    population shrinks; ranks such as rfm_r are within the sample), and items follow their orders."""
+    from userstrata.models.predict import training_sample
+
+    con = _con()
+    users = pd.Index(con.execute(shop["users"].select("user_id"))["user_id"])
+    sample = training_sample(shop, users, size=700, random_state=3)
+    again = training_sample(shop, users, size=700, random_state=3)
+    chosen = set(con.execute(sample["users"])["user_id"])
+    assert len(chosen) == 700 and chosen == set(con.execute(again["users"])["user_id"])
+    assert set(con.execute(sample["events"])["user_id"]) <= chosen
+    orders = con.execute(sample["orders"])
+    assert set(orders["user_id"]) <= chosen
+    all_orders = con.execute(shop["orders"])
+    assert len(orders) == all_orders["user_id"].isin(chosen).sum()
+    items = con.execute(sample["order_items"])
+    all_items = con.execute(shop["order_items"])
+    assert len(items) == all_items["order_id"].isin(orders["order_id"]).sum() > 0
+
+    settings = Settings()
+    full = con.execute(build_profile(**shop, as_of=AS_OF, settings=settings)).set_index("user_id")
+    part = con.execute(build_profile(**sample, as_of=AS_OF, settings=settings)).set_index("user_id")
+    assert set(part.index) == set(full.index) & chosen
+    own = ["frequency", "orders", "monetary", "recency_days", "tenure_days", "event_days", "inactive_days",
+           "interaction_depth", "top_category"]
+    pd.testing.assert_frame_equal(part[own], full.loc[part.index, own])
+    assert training_sample(shop, users, size=len(users)) is shop  # small shops: everyone
+
+
+def test_predict_on_a_sampled_training_profile_scores_everyone(shop, monkeypatch):
+    import userstrata.models.predict as predict_module
+
+    monkeypatch.setattr(predict_module, "TRAIN_SAMPLE_USERS", 800)
+    trained_on = []
+    fit = predict_module.fit_churn_model
+    monkeypatch.setattr(predict_module, "fit_churn_model",
+                        lambda train, **kw: trained_on.append(len(train.profile)) or fit(train, **kw))
+    con = _con()
+    out = predict(**shop, as_of=AS_OF, horizon_days=HORIZON, settings=Settings(), engine="duckdb",
+                  execute=con.execute)
+    assert len(trained_on) == 1 and 0 < trained_on[0] <= 800 < len(out)
+    assert out["churn_probability"].between(0, 1).all()

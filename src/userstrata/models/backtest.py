@@ -296,6 +296,7 @@ def backtest(
     churn = churn_model_at(  # p_alive from the same model at training and scoring time
         tables, as_of=cutoff, horizon_days=churn_h, settings=settings, engine=engine,
         execute=execute, model=calib.model_choice.name, activity=activity, random_state=random_state,
+        users=calib.profile.index,
     )
     if churn is not None:
         per_user["churn_probability"] = churn.predict_proba(churn_inputs(churn, calib.features))

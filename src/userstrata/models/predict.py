@@ -319,6 +319,32 @@ def _clv_without_spend_model(purchase_model, summary, spend, months, discount_ra
     return spend * (discount @ np.diff(cumulative, axis=0))
 
 
+# The classifier trains on at most ChurnModel.max_train_rows (200,000) users, so above this many
+# users the profile as of the training date is built for a seeded sample of them, not everyone:
+# at 1M users that profile cost as much as the scoring-date one. The sample is larger than the
+# training rows because users who arrived after the training date are not in that profile.
+TRAIN_SAMPLE_USERS = 300_000
+
+
+def training_sample(tables: dict[str, ir.Table], users: pd.Index, *, size: int | None = None,
+                    random_state=0) -> dict[str, ir.Table]:
+    """``tables`` restricted to a seeded random sample of ``size`` (default ``TRAIN_SAMPLE_USERS``)
+    of ``users``, or all of them when there are no more: every table with a ``user_id`` keeps the
+    sample's rows, ``order_items`` follows its orders. Rank-based profile columns (RFM scores,
+    value score) are then ranks within the sample, estimates of the ranks within everyone that
+    differ by sampling error only."""
+    size = TRAIN_SAMPLE_USERS if size is None else size
+    if len(users) <= size:
+        return tables
+    rng = np.random.default_rng(random_state)
+    chosen = np.sort(np.asarray(users.astype(str))[rng.choice(len(users), size, replace=False)])
+    sample = ibis.memtable(pd.DataFrame({"user_id": chosen}))
+    out = {name: t.semi_join(sample, "user_id") if "user_id" in t.columns else t for name, t in tables.items()}
+    orders = out["orders"].select("order_id")
+    out["order_items"] = tables["order_items"].semi_join(orders, "order_id")
+    return out
+
+
 def churn_model_at(
     tables: dict[str, ir.Table],
     *,
@@ -330,13 +356,18 @@ def churn_model_at(
     model: ModelName = "auto",
     activity: Literal["purchase", "any"] = "purchase",
     random_state=0,
+    users: pd.Index | None = None,
 ) -> ChurnModel | None:
     """The classifier for scoring on ``as_of``: trained on features as of ``as_of - horizon_days``
     with labels from ``(as_of - horizon_days, as_of]``, so nothing after ``as_of`` is used.
 
+    ``users`` (e.g. the scoring-date profile's index): above ``TRAIN_SAMPLE_USERS`` of them, the
+    training inputs are built for a seeded sample (:func:`training_sample`).
     None, with a warning, when there is no history to train on before ``as_of - horizon_days``.
     """
     train_date = as_of - dt_.timedelta(days=int(horizon_days))
+    if users is not None:
+        tables = training_sample(tables, users, random_state=random_state)
     try:
         train = model_inputs(**tables, as_of=train_date, settings=settings, engine=engine, execute=execute, model=model)
         if len(train.profile) == 0:
@@ -472,14 +503,15 @@ def predict(
     same = now.model_choice.name if now.model_choice is not None else model
     churn = churn_model_at(
         tables, as_of=as_of, horizon_days=horizon_days, settings=settings, engine=engine,
-        execute=execute, model=same, activity=activity, random_state=random_state,
+        execute=execute, model=same, activity=activity, random_state=random_state, users=now.profile.index,
     )
     stages.done("churn_training")
     if churn is not None:
         features = churn_inputs(churn, now.features)
         out["churn_probability"] = churn.predict_proba(features)
         stages.done("churn_scoring")
-        out["churn_reasons"] = churn.reasons(features, top=3, lang=lang)
+        out["churn_reasons"] = churn.reasons(features, top=3, lang=lang,
+                                             probabilities=out["churn_probability"].to_numpy())
     else:
         stages.done("churn_scoring")
     stages.done("churn_reasons")
