@@ -379,6 +379,18 @@ class Workspace:
         return make_plan(**self._inputs(), profile=self.profile(start - dt_.timedelta(days=1)),
                          touches=self.table("touches"), start=start, days=days, **options)
 
+    def send(self, contacts: pd.DataFrame, url: str, **options: Any) -> Any:
+        """POST the plan's contacts to a webhook, each once (``activate.deliver.send_contacts``)."""
+        from userstrata.activate.deliver import send_contacts  # noqa: PLC0415
+
+        return send_contacts(self.store, contacts, url=url, timezone=self.settings.timezone, **options)
+
+    def deliveries(self) -> pd.DataFrame:
+        """The delivery log (``activate.deliver.deliveries``)."""
+        from userstrata.activate.deliver import deliveries  # noqa: PLC0415
+
+        return deliveries(self.store)
+
     def recommendations(self, as_of: dt_.date | None = None, **options: Any) -> Any:
         """Each buyer's top-k items with where each comes from (``activate.recommend.recommend``)."""
         from userstrata.activate.recommend import recommend  # noqa: PLC0415
