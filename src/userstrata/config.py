@@ -421,6 +421,13 @@ class CadenceSettings(_Section):
         return self
 
 
+# what can start a playbook (activate/playbooks.py computes when each fires)
+TriggerName = Literal[
+    "registered_1h", "registered_6h", "registered_24h", "browse_no_buy", "cart_abandoned", "cross_sell",
+    "review_thanks", "birthday", "dormant_days", "streak_at_risk", "membership_expiring", "purchase_unused",
+]  # fmt: skip
+
+
 class PlaybookSettings(_Section):
     """One playbook (``[[playbooks]]``): who (a segment, a condition or a trigger) gets what.
 
@@ -431,9 +438,10 @@ class PlaybookSettings(_Section):
     name: str = Field(min_length=1)
     segment: str | None = None  # a segment name: built-in or [segments.NAME]
     where: str | None = None  # or a condition over the profile
-    trigger: Literal["registered_1h", "registered_6h", "registered_24h", "cart_abandoned", "dormant_days",
-                     "cross_sell"] | None = None  # fmt: skip
-    trigger_days: int | None = Field(None, ge=1)  # dormant_days: N; cross_sell: days after the order
+    trigger: TriggerName | None = None
+    trigger_days: int | None = Field(None, ge=1)  # dormant_days: N; cross_sell: days after the order; ...
+    trigger_hours: int | None = Field(None, ge=1)  # browse_no_buy: hours after the view (default 24)
+    trigger_event: str | None = None  # browse_no_buy: the view event; review_thanks: the review event
     channel: Literal["sms", "wechat_template", "wecom", "app_push", "email", "community"] | None = None
     template: str | None = None
     variables: dict[str, str] = Field(default_factory=dict)

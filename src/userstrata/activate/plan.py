@@ -173,6 +173,8 @@ def _why(book: Playbook, segment: Segment | None, lang: str) -> str:
         what = {"zh": "触发", "en": "trigger"}[lang] + f" {book.trigger}"
         if book.trigger_days:
             what += f" ({book.trigger_days}" + ("天)" if lang == "zh" else " days)")
+        elif getattr(book, "trigger_hours", None):
+            what += f" ({book.trigger_hours}" + ("小时)" if lang == "zh" else " hours)")
     elif book.segment is not None and segment is not None:
         what = ("人群 " if lang == "zh" else "segment ") + segment.label(lang)
     else:  # a condition: the playbook's own name says who it is for; the condition is in ``source``
@@ -577,10 +579,12 @@ def _fairness(prof: pd.DataFrame, books: Sequence[Playbook], u: np.ndarray, pb: 
 
 def make_plan(*, users: ir.Table, orders: ir.Table, events: ir.Table, settings: Settings, engine: str,
               execute: Any, profile: ir.Table, start: dt_.date, days: int = 7, touches: ir.Table | None = None,
-              unsubscribes: pd.DataFrame | None = None, **_: Any) -> Plan:
+              unsubscribes: pd.DataFrame | None = None, order_items: ir.Table | None = None, **_: Any) -> Plan:
     """The plan from a workspace's tables: the profile of the day before ``start``, its triggers,
-    activity hours and the touches already made (history), under ``settings.cadence``."""
+    activity hours and the touches already made (history), under ``settings.cadence``.
+    ``order_items`` feeds purchase_unused and membership_expiring (without it they stay silent)."""
     from userstrata.features._time import Clock  # noqa: PLC0415
+    from userstrata.measure.alerts import memberships_or_none  # noqa: PLC0415
 
     clock = Clock(settings.timezone, engine)
     cadence = settings.cadence
@@ -597,8 +601,13 @@ def make_plan(*, users: ir.Table, orders: ir.Table, events: ir.Table, settings: 
     query = query.left_join(weekday, "user_id").drop("user_id_right")
     query = query.left_join(weekend, "user_id").drop("user_id_right")
     frame = execute(query)
+    memberships = None
+    if order_items is not None and any(b.trigger == "membership_expiring" for b in books):
+        memberships = memberships_or_none(orders, order_items, as_of=start - dt_.timedelta(days=1),
+                                          settings=settings, engine=engine, execute=execute)
     trig = execute(trigger_times(users, orders, events, books, start=start, days=days, clock=clock,
-                                 cart_days=cadence.cart_days))
+                                 cart_days=cadence.cart_days, order_items=order_items, memberships=memberships,
+                                 alerts=settings.alerts))
     history = None
     if touches is not None:
         # far enough back for this month's caps and the longest cooldown (UTC vs local: a day spare)
