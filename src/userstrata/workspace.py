@@ -379,6 +379,27 @@ class Workspace:
         return make_plan(**self._inputs(), profile=self.profile(start - dt_.timedelta(days=1)),
                          touches=self.table("touches"), start=start, days=days, **options)
 
+    def recall(self, campaign: str | None = None, **options: Any) -> Any:
+        """Recall success rate of a campaign's dormant users, against its holdout (``measure.recall``)."""
+        from userstrata.measure.recall import recall  # noqa: PLC0415
+
+        t = self._tables()
+        return recall(self.table("touches"), t["orders"], t["events"], campaign=campaign,
+                      profile_at=self.profile, **self._measure_inputs(), **options)
+
+    def price_sensitivity(self, start: dt_.date, end: dt_.date | None = None, *, by: str | None = "tier",
+                          **options: Any) -> Any:
+        """Conversion and revenue per exposed user by discount bucket and segment (``measure.price``)."""
+        from userstrata.measure.price import price_sensitivity  # noqa: PLC0415
+
+        t = self._tables()
+        groups = None
+        if by:
+            p = self.profile(start - dt_.timedelta(days=1))
+            groups = p.select("user_id", group=p[by].cast("string"))
+        return price_sensitivity(t["orders"], t["order_items"], t["events"], start=start, end=end or self.latest_date(),
+                                 by=by, groups=groups, **self._measure_inputs(), **options)
+
     def send(self, contacts: pd.DataFrame, url: str, **options: Any) -> Any:
         """POST the plan's contacts to a webhook, each once (``activate.deliver.send_contacts``)."""
         from userstrata.activate.deliver import send_contacts  # noqa: PLC0415

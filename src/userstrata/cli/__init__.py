@@ -6,6 +6,6 @@ code 2 (``--debug`` shows the traceback instead).
 """
 
 from userstrata.cli._app import app
-from userstrata.cli import ingest, profile, predict, renewals, change, clusters, tags, segments, identities, alerts, kpis, funnels, patterns, abtest, plan, send, report, serve, demo  # noqa: F401, I001  (registers the commands)
+from userstrata.cli import ingest, profile, predict, renewals, change, clusters, tags, segments, identities, alerts, kpis, funnels, patterns, recall, abtest, plan, send, report, serve, demo  # noqa: F401, I001  (registers the commands)
 
 __all__ = ["app"]

@@ -284,3 +284,28 @@ def users_for_power(var_a: float, var_b: float, delta: float, *, alpha: float = 
         return math.inf
     z = _sps().norm.ppf(1 - alpha / 2) + _sps().norm.ppf(power)
     return z**2 * (var_a / (1 - share_b) + var_b / share_b) / delta**2
+
+
+# -- intervals of one group ------------------------------------------------------------------
+def z_value(level: float = 0.95) -> float:
+    """The two-sided normal quantile of ``level`` (1.959963984540054 for 95%)."""
+    return float(_sps().norm.ppf(0.5 + level / 2))
+
+
+def wilson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n`` (Wilson 1927); NaN for ``n == 0``."""
+    if n <= 0:
+        return math.nan, math.nan
+    z = z_value(level)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def normal_mean(stat: MeanStat, level: float = 0.95) -> tuple[float, float]:
+    """``mean ± z · sqrt(variance / n)`` (per-unit variance with ``n - 1``); NaN below 2 units."""
+    if stat.n < 2:
+        return math.nan, math.nan
+    half = z_value(level) * math.sqrt(stat.variance / stat.n)
+    return stat.mean - half, stat.mean + half
