@@ -171,31 +171,41 @@ def test_top_reason_names_the_feature_that_drives_churn():
         users.loc[["gone"]].assign(inactive_days=model.medians_["inactive_days"]))[0])
 
 
-def test_contributions_equal_scoring_each_changed_copy_alone():
-    """The stacked, sparse scoring (only rows a change moves) against the definition: for every
-    user and feature, P(churn) minus P(churn) with that one feature at the training median.
-    Values at the median, missing values and blocks smaller than the data are all present."""
+@pytest.mark.parametrize("by_tree", [True, False])
+def test_contributions_equal_scoring_each_changed_copy_alone(monkeypatch, by_tree):
+    """Both ways of scoring the copies (re-running only the trees that split on the changed
+    feature, or stacking whole copies) against the definition: for every user and feature,
+    P(churn) minus P(churn) with that one feature at the training median. Values at the median,
+    missing values and blocks smaller than the data are all present; small and large (one
+    booster) models both."""
+    import userstrata.models._perturb as perturb
+    import userstrata.models.churn as churn_module
+
     train = _synthetic_features(1200, seed=4)
     train.loc[train.index[:200], "aov"] = np.nan
-    model = ChurnModel(random_state=0).fit(train, train["inactive_days"] + 20 * train["refund_rate"] > 60)
+    label = train["inactive_days"] + 20 * train["refund_rate"] > 60
     users = _synthetic_features(40, seed=5)
-    medians = model.medians_[model.feature_names_]
-    users.iloc[::3, 0] = medians.iloc[0]  # a third of the users sit at the first feature's median
     users.loc[users.index[::4], "aov"] = np.nan
-    base = model.predict_proba(users)
-    expected = pd.DataFrame(
-        {f: base - model.predict_proba(users.assign(**{f: medians[f]})) for f in model.feature_names_},
-        index=users.index,
-    )
-    import userstrata.models.churn as churn_module
-    small_blocks = pytest.MonkeyPatch()
-    small_blocks.setattr(churn_module, "_CONTRIBUTION_CELLS", 7 * 18 * len(model.feature_names_))
-    try:
-        got = model.contributions(users)
-    finally:
-        small_blocks.undo()
-    assert (got.iloc[::3, 0] == 0).all()
-    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=0, atol=1e-12)
+    if not by_tree:
+        monkeypatch.setattr(perturb, "_tree_scorer", lambda model, n_threads: None)
+    monkeypatch.setattr(perturb, "_TREE_BLOCK_ROWS", 7)
+    monkeypatch.setattr(perturb, "BLOCK_CELLS", 7 * 18 * len(CHURN_FEATURES))
+    for ensemble in (True, False):
+        model = ChurnModel(random_state=0, ensemble=ensemble).fit(train, label)
+        medians = model.medians_[model.feature_names_]
+        at_median = users.copy()
+        at_median.iloc[::3, 0] = medians.iloc[0]  # a third of the users sit at the first feature's median
+        base = model.predict_proba(at_median)
+        expected = pd.DataFrame(
+            {f: base - model.predict_proba(at_median.assign(**{f: medians[f]})) for f in model.feature_names_},
+            index=users.index,
+        )
+        scorer = perturb._tree_scorer(model.model_, 1)
+        assert (scorer is not None) == by_tree  # the fitted trees read as expected, or the test says why not
+        got = model.contributions(at_median)
+        assert (got.iloc[::3, 0] == 0).all() and (got.abs() > 0.01).any().any()
+        pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=0, atol=1e-12)
+    assert churn_module.perturbed is perturb.perturbed
 
 
 def test_probabilities_are_calibrated():

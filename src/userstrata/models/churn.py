@@ -27,6 +27,7 @@ from userstrata.errors import InputError, NotFittedError
 from userstrata.features import purchases
 from userstrata.features._time import Clock
 from userstrata.i18n import LANGS, Lang, label
+from userstrata.models._perturb import perturbed
 
 __all__ = ["CHURN_FEATURES", "ChurnModel", "check_lang", "churn_features", "churn_labels"]
 
@@ -79,8 +80,6 @@ _MIN_OBSERVED = 10
 _PARALLEL_ROWS = 20_000
 # Up to this many training users the classifier averages its fold models (ChurnModel(ensemble="auto"))
 ENSEMBLE_ROWS = 50_000
-# cells (rows x features) of one stacked block in ChurnModel.contributions: ~50 MB of float64
-_CONTRIBUTION_CELLS = 6_000_000
 
 
 def _threads(n_rows: int):
@@ -349,43 +348,9 @@ class ChurnModel:
 
     def _perturbed(self, X: np.ndarray, groups: list[list[int]]):
         """P(churn) per row, the drop when each feature is set to its median, and the drop when
-        each group's *missing* members are set to their medians together."""
-        n, k = X.shape
+        each group's *missing* members are set to their medians together (models/_perturb.py)."""
         medians = self.medians_[self.feature_names_].to_numpy()
-        p0, delta, group_delta = np.empty(n), np.zeros((n, k)), np.zeros((n, len(groups)))
-        # Only rows the change moves are scored: a user whose value already is the median (or
-        # who misses none of a group) has a drop of exactly 0. The moved copies of a block of
-        # users (plus the originals) are stacked and scored in one call: the trees' per-call
-        # overhead, not the rows, dominates small predicts (17 separate calls took 3.5 s for
-        # 4,000 users, one stacked call 0.3 s).
-        block = max(1, _CONTRIBUTION_CELLS // ((k + 1 + len(groups)) * k))
-        for lo in range(0, n, block):
-            Xb = X[lo : lo + block]
-            parts, targets = [Xb], []
-            for j in range(k):
-                rows = np.flatnonzero(Xb[:, j] != medians[j])  # NaN != median too: it moves
-                copy = Xb[rows]
-                copy[:, j] = medians[j]
-                parts.append(copy)
-                targets.append((delta, j, rows))
-            for g, cols in enumerate(groups):
-                missing = np.isnan(Xb[:, cols])
-                rows = np.flatnonzero(missing.any(axis=1))
-                copy = Xb[rows]
-                for c, j in enumerate(cols):
-                    copy[missing[rows, c], j] = medians[j]
-                parts.append(copy)
-                targets.append((group_delta, g, rows))
-            stacked = np.concatenate(parts)
-            with _threads(len(stacked)):
-                p = self.model_.predict_proba(stacked)[:, 1]
-            m = len(Xb)
-            p0[lo : lo + m] = base = p[:m]
-            start = m
-            for out, j, rows in targets:
-                out[lo + rows, j] = base[rows] - p[start : start + len(rows)]
-                start += len(rows)
-        return p0, delta, group_delta
+        return perturbed(self.model_, X, medians, groups, parallel_rows=_PARALLEL_ROWS)
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
         """Per user and feature: the drop in P(churn) when that feature is set to the training median.
@@ -430,7 +395,10 @@ class ChurnModel:
         out = [""] * len(values)
         if len(risky) == 0:
             return out
-        values = values[risky]
+        # users with the same feature values get the same reasons: each distinct row is explained once
+        codes = pd.DataFrame(values[risky]).groupby(list(range(values.shape[1])), dropna=False, sort=False).ngroup()
+        codes = codes.to_numpy()
+        values = values[risky][np.unique(codes, return_index=True)[1]]
         groups = self._missing_groups()
         p0, delta, group_delta = self._perturbed(values, groups)
         # a group's missing members stand as one reason: the first carries the joint drop
@@ -443,7 +411,8 @@ class ChurnModel:
             delta[:, cols] = sub
         order = np.argsort(-delta, axis=1, kind="stable")
         names = self.feature_names_
-        for i, cols in enumerate(order):  # formatting strings is per user by nature
+        texts = []
+        for i, cols in enumerate(order):  # formatting strings is per row by nature
             parts: list[str] = []
             for j in cols:
                 if len(parts) == top or not delta[i, j] > _MIN_REASON_DELTA:
@@ -453,7 +422,9 @@ class ChurnModel:
                     parts.append(text)
             if not parts:
                 parts.append(label("churn.above_average", lang).format(p=p0[i], base=self.churn_rate_))
-            out[risky[i]] = separator.join(parts)
+            texts.append(separator.join(parts))
+        for i, code in zip(risky, codes):
+            out[i] = texts[code]
         return out
 
     def __repr__(self) -> str:
