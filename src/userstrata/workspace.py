@@ -109,6 +109,10 @@ class Workspace:
             )
         return max(found)
 
+    def tables(self) -> dict[str, ir.Table]:
+        """users, orders, order_items and events, each user's rows under their one stitched id."""
+        return self._tables()
+
     def _tables(self, known_at: dt_.datetime | None = None) -> dict[str, ir.Table]:
         """The canonical tables, each user's rows under their one stitched id when identities are linked."""
         names = ("users", "orders", "order_items", "events")
