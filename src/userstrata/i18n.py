@@ -378,6 +378,8 @@ _COLUMNS: dict[str, dict[str, str]] = {
     # "col.<column>": the header of a column in exported files and listings (export.py). Money
     # headers get their unit appended there; label columns ("<col>_label") sit next to the code.
     "col.user_id": {"zh": "用户ID", "en": "User ID"},
+    "col.phone": {"zh": "手机号", "en": "Phone"},
+    "col.email": {"zh": "邮箱", "en": "E-mail"},
     "col.first_ts": {"zh": "首次活跃时间", "en": "First activity"},
     "col.last_ts": {"zh": "最近活跃时间", "en": "Last activity"},
     "col.first_order_ts": {"zh": "首次购买时间", "en": "First purchase"},

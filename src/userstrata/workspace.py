@@ -11,6 +11,7 @@ vip = profile.filter(profile.tier == "co_builder").to_pandas()
 from __future__ import annotations
 
 import datetime as dt_
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -303,6 +304,24 @@ class Workspace:
             predictions=lambda: self.predict(as_of, with_profile=True, lang=lang),
             memberships=lambda: self.renewals(as_of).members,
         ).to_pandas()
+
+    def contacts(self, members: Sequence[str], fields: Sequence[str]) -> Any:
+        """Phone numbers, e-mail addresses (or other identity sources) of ``members``, where kept
+        in clear (``activate.contacts.contact_fields``)."""
+        from userstrata.activate.contacts import contact_fields  # noqa: PLC0415
+
+        execute = self.store.con.execute
+        canonical: dict[str, str] = {}
+        if self._has_identities():
+            mapping = self.identities().mapping
+            own = mapping[(mapping["source"] == "user_id") & mapping["user_id"].notna()]
+            canonical = dict(zip(own["external_id"], own["user_id"]))
+        users = self.table("users")
+        return contact_fields(
+            members, fields, canonical=canonical,
+            identities=execute(self.table("identities").select("source", "external_id", "user_id")),
+            users=execute(users.filter(users.attributes.notnull()).select("user_id", "attributes")),
+        )
 
     # -- measure ------------------------------------------------------------------------
     def _measure_inputs(self) -> dict[str, Any]:

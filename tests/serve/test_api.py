@@ -204,6 +204,11 @@ def test_segment_export_plan_and_runs(served):
     assert csv.status_code == 200 and "lapsed_high_value" in lines[0]
     assert len(lines) - 2 == len(ws.segment("lapsed_high_value", END))
     assert client.get("/v1/segments/lapsed_high_value/export", headers=_auth(tokens["viewer"])).status_code == 403
+    # contact fields: admin only; the simulated shop keeps no phone numbers, which the answer says
+    _is_error(client.get("/v1/segments/lapsed_high_value/export?contacts=phone", headers=operator), 403, "forbidden")
+    missing = _is_error(client.get("/v1/segments/lapsed_high_value/export?contacts=phone",
+                                   headers=_auth(tokens["admin"])), 422, "invalid_input")
+    assert "phone" in missing["message"]
     plan = client.get("/v1/plan?days=3&top=5", headers=operator).json()
     assert plan["start"] == (END + dt.timedelta(days=1)).isoformat() and len(plan["contacts"]) <= 5
     assert plan["contacts_total"] >= len(plan["contacts"]) and {"tier"} <= set(plan["fairness"][0])

@@ -27,6 +27,7 @@ from userstrata.cli._app import (
     warnings_as_lines,
 )
 from userstrata.cli.output import line
+from userstrata.errors import InputError
 from userstrata.cli.profile import AsOfOpt
 
 # (zh, en)
@@ -42,6 +43,8 @@ _TEXT: dict[str, tuple[str, str]] = {
     "written": ("人群名单已写入", "Segment members written to"),
     "preview": ("人群 {label}：{n:,} 人（截至 {day}）", "Segment {label}: {n:,} users (as of {day})"),
     "computing": ("计算人群", "computing the segment"),
+    "hashed": ("{n:,} 位成员的 {field} 以哈希保存，未导出（导入时加 --keep-pii 可保留）",
+               "{field} of {n:,} members is stored hashed and left out (load with --keep-pii to keep it)"),
 }
 # what a channel needs from the profile; the columns the condition uses are added after them
 CHANNEL_COLUMNS = ("user_id", "tier", "lifecycle", "rfm_cell", "orders", "monetary", "last_ts",
@@ -87,6 +90,9 @@ def segment(
     name: Annotated[str, typer.Argument(help="A segment name (see `userstrata segments`).")],
     as_of: AsOfOpt = None,
     out: Annotated[Path | None, typer.Option(help="Write the members (.xlsx, .csv, .parquet), definition on top.")] = None,
+    contacts: Annotated[str | None, typer.Option(
+        "--contacts", help="Contact fields to add to --out, comma-separated: phone, email or an identities "
+                           "source (kept only with `load --keep-pii`).")] = None,
     lang: LangOpt = "en",
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
     config: ConfigOpt = None,
@@ -95,6 +101,10 @@ def segment(
     lang_ = check_lang(lang)
     if out is not None:
         export.check_path(out)
+    fields = [f.strip() for f in (contacts or "").split(",") if f.strip()]
+    if fields and out is None:
+        raise InputError("--contacts needs --out: contact fields are written to the file, not shown",
+                         zh="--contacts 需要与 --out 一起使用：联系方式只写入文件，不在屏幕上显示")
     with open_workspace(workspace, config) as ws:
         day = day_or_latest(ws, as_of, "--as-of")
         seg = ws.segment_definitions().get(name)
@@ -107,6 +117,14 @@ def segment(
         if out is not None:
             used = [c for c in sorted(columns_used(seg.where)) if c in members.columns and c not in CHANNEL_COLUMNS]
             columns = [c for c in (*CHANNEL_COLUMNS, *used) if c in members.columns]
+            members = members[columns]
+            if fields:
+                found = ws.contacts(members["user_id"].astype(str).tolist(), fields)
+                members = members.merge(found.frame.astype({"user_id": "object"}), on="user_id", how="left")
+                columns = [columns[0], *fields, *columns[1:]]
+                for field, n in found.hashed.items():
+                    if n:
+                        line(escape(_text("hashed", lang_).format(n=n, field=field)))
             title = _text("header", lang_).format(label=seg.label(lang_), name=name, where=seg.where, day=day,
                                                   n=len(members))
             export.write_table(members[columns], out, lang=lang_, timezone=ws.settings.timezone,

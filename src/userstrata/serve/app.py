@@ -648,15 +648,27 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None, reque
         return {"counts": records(counts), "alerts": records(visible[[c for c in keep if c in visible]].head(top))}
 
     @app.get("/v1/segments/{name}/export")
-    def export_segment(name: str, request: Request, found: Operator) -> Response:
-        """A segment's members as CSV (UTF-8 with BOM, the definition on the first line, no formula cells)."""
+    def export_segment(name: str, request: Request, found: Operator, contacts: str | None = None) -> Response:
+        """A segment's members as CSV (UTF-8 with BOM, the definition on the first line, no formula cells);
+        ``contacts=phone,email`` adds contact fields kept in clear, for admin tokens only."""
         import tempfile  # noqa: PLC0415
 
         lang = _lang(request)
+        fields = [f.strip() for f in (contacts or "").split(",") if f.strip()]
+        if fields and not found.allows("admin"):
+            raise RoleError(f"contact fields need the admin role; the token is {found.role}",
+                            hint="use a token created with --role admin, or leave out contacts=",
+                            zh=f"导出联系方式需要 admin 角色；当前令牌为 {found.role}",
+                            hint_zh="请使用 --role admin 创建的令牌，或去掉 contacts= 参数")
         with state.lock:
             members = ws.segment(name, state.as_of, lang=lang)
             seg = ws.segment_definitions()[name]
-        log.info("token %s exported segment %s (%d users)", found.token_id, name, len(members))
+            if fields:
+                found_contacts = ws.contacts(members["user_id"].astype(str).tolist(), fields)
+                members = members.merge(found_contacts.frame.astype({"user_id": "object"}), on="user_id", how="left")
+                members = members[["user_id", *fields, *[c for c in members.columns if c not in ("user_id", *fields)]]]
+        log.info("token %s exported segment %s (%d users; contacts: %s)", found.token_id, name, len(members),
+                 ",".join(fields) or "none")
         with tempfile.TemporaryDirectory() as tmp:
             path = export.write_table(members, Path(tmp) / f"{name}.csv", lang=lang, timezone=ws.settings.timezone,
                                       currency=ws.settings.currency,
