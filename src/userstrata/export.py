@@ -20,7 +20,7 @@ import pandas as pd
 from userstrata import i18n
 from userstrata.errors import InputError
 
-FORMATS = (".xlsx", ".csv", ".parquet")
+FORMATS = (".xlsx", ".csv", ".parquet", ".jsonl")
 # Coded columns that get a label column right after them (``tier`` -> ``tier_label``).
 LABELLED = ("lifecycle", "tier", "rfm_cell")
 MONEY = frozenset(
@@ -45,6 +45,12 @@ _XLSX_FORMATS = {
 _XLSX_MAX_ROWS = 1_048_576  # Excel's sheet limit, header included
 _WIDTH_SAMPLE = 2_000  # rows looked at to size a column
 _MAX_WIDTH = 60
+
+
+def for_people(path: str | Path) -> bool:
+    """True for the formats people open (.xlsx, .csv: localised headers and labels); False for
+    those programs read (.parquet, .jsonl: machine columns and codes)."""
+    return Path(path).suffix.lower() in (".xlsx", ".csv")
 
 
 def check_path(path: str | Path) -> Path:
@@ -152,7 +158,8 @@ def write_table(
     title: str | None = None,
 ) -> Path:
     """Write ``frame`` by the extension of ``path``: .xlsx and .csv localised (see
-    :func:`localize`), .parquet with the machine columns unchanged. Returns the path.
+    :func:`localize`), .parquet and .jsonl (JSON lines, UTF-8, ISO times) with the machine columns
+    unchanged. Returns the path.
 
     ``title`` (spreadsheets only) is a line above the header, e.g. a segment's definition.
     Text cells that a spreadsheet would run as a formula (starting with = + - @, a tab or a
@@ -163,6 +170,9 @@ def write_table(
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         frame.to_parquet(path, index=False)
+        return path
+    if suffix == ".jsonl":  # one JSON object per line, machine columns, for a sending tool's API
+        frame.to_json(path, orient="records", lines=True, force_ascii=False, date_format="iso", date_unit="s")
         return path
     table, kinds = _localized(frame, lang, timezone, currency)
     if suffix == ".csv":

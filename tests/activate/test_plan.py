@@ -403,3 +403,42 @@ def test_cli_plan_prints_summary_and_fairness_and_writes_the_contacts(small_shop
     assert "发送时间" in head and "未发送/顺延原因" in head
     bad = CliRunner().invoke(app, ["plan", "--unsubscribes", str(tmp_path / "none.csv"), "-w", str(small_shop)])
     assert bad.exit_code == 2 and "no such file" in bad.output
+
+
+def test_cli_plan_by_channel_writes_one_list_per_channel_with_its_fields(small_shop, tmp_path):
+    """The lists against the whole plan written as parquet: every planned or moved contact once, in
+    the file of its channel, with only the channel's columns; JSON lines hold UTC instants."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import userstrata.cli.plan  # noqa: F401 - registers the command
+    from userstrata.activate.plan import CHANNEL_LIST_COLUMNS
+    from userstrata.cli import app
+
+    whole = tmp_path / "whole.parquet"
+    assert CliRunner().invoke(app, ["plan", "--date", "2024-07-01", "--out", str(whole), "-w", str(small_shop)]).exit_code == 0
+    contacts = pd.read_parquet(whole)
+    sent = contacts[contacts["status"].isin(["planned", "moved"])]
+    res = CliRunner().invoke(app, ["plan", "--date", "2024-07-01", "--by-channel", "--out", str(tmp_path / "p.jsonl"),
+                                   "-w", str(small_shop)])
+    assert res.exit_code == 0, res.output
+    files = sorted(tmp_path.glob("p-*.jsonl"))
+    assert {f.stem.removeprefix("p-") for f in files} == set(sent["channel"].astype(str))
+    for f in files:
+        channel = f.stem.removeprefix("p-")
+        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines()]
+        mine = sent[sent["channel"].astype(str) == channel]
+        assert len(rows) == len(mine) and set(rows[0]) == set(CHANNEL_LIST_COLUMNS)
+        assert sorted(r["user_id"] for r in rows) == sorted(mine["user_id"])
+        first = min(mine["send_at"])
+        assert rows[0]["send_at"].startswith((first - pd.Timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M"))  # UTC
+    # the simulated shop keeps no phone numbers: the sms list says the tool must match by user_id
+    if "sms" in set(sent["channel"].astype(str)):
+        assert "must match by user_id" in res.output
+    people = CliRunner().invoke(app, ["plan", "--date", "2024-07-01", "--by-channel", "--out", str(tmp_path / "p.csv"),
+                                      "--lang", "zh", "-w", str(small_shop)])
+    assert people.exit_code == 0, people.output
+    head = (tmp_path / f"p-{files[0].stem.removeprefix('p-')}.csv").read_text(encoding="utf-8-sig").splitlines()[0]
+    assert head.startswith("用户ID,") and "发送时间" in head and "未发送/顺延原因" not in head
+    assert CliRunner().invoke(app, ["plan", "--by-channel", "-w", str(small_shop)]).exit_code == 2

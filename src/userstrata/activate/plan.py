@@ -41,11 +41,16 @@ from userstrata.config import CadenceSettings, Settings
 from userstrata.errors import InputError
 from userstrata.schema import TIERS
 
-__all__ = ["CHANNEL_ZH", "CONTACT_COLUMNS", "Plan", "activity_hours", "build_plan", "make_plan"]
+__all__ = ["CHANNEL_CONTACT", "CHANNEL_ZH", "CONTACT_COLUMNS", "Plan", "activity_hours", "build_plan",
+           "channel_lists", "make_plan"]
 
 CONTACT_COLUMNS = ("user_id", "tier", "lifecycle", "playbook", "source", "why_zh", "why_en", "channel", "template",
                    "offer", "goal", "priority", "send_at", "experiment", "variant", "status", "reason_code",
                    "reason_zh", "reason_en")  # fmt: skip
+# what a channel's sending tool needs: the contact field it addresses (when the workspace keeps it,
+# activate/contacts.py) and, for every channel, these plan columns (plus item_1.. when present)
+CHANNEL_CONTACT = {"sms": "phone", "email": "email", "wechat_template": "wechat_openid", "wecom": "wecom_userid"}
+CHANNEL_LIST_COLUMNS = ("user_id", "send_at", "template", "offer", "playbook", "experiment", "variant")
 _PLANNED, _MOVED, _DROPPED = 0, 1, 2
 _STATUS = np.array(["planned", "moved", "dropped"], dtype=object)
 _DISCOUNTS = ("coupon", "discount")
@@ -617,3 +622,13 @@ def make_plan(*, users: ir.Table, orders: ir.Table, events: ir.Table, settings: 
     return build_plan(frame, books, start=start, days=days, cadence=cadence, members=frame, triggers=trig,
                       unsubscribes=unsubscribes, history=history, timezone=settings.timezone,
                       segments=defined)
+
+
+def channel_lists(contacts: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The contacts to send (planned or moved), one list per channel with only the columns its tool
+    needs (``CHANNEL_LIST_COLUMNS`` and any recommended ``item_<k>``), in send order."""
+    sendable = contacts[contacts["status"].astype(str).isin(("planned", "moved"))]
+    items = [c for c in contacts.columns if str(c).startswith("item_")]
+    columns = [c for c in (*CHANNEL_LIST_COLUMNS, *items) if c in contacts.columns]
+    return {str(channel): frame.sort_values(["send_at", "user_id"], kind="stable")[columns].reset_index(drop=True)
+            for channel, frame in sendable.groupby(sendable["channel"].astype(str), sort=True)}

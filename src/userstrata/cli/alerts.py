@@ -134,7 +134,7 @@ def alerts(
         print_alerts(report, shown, day, top, lang_)
         if out is not None:
             frame = shown if open_only else listed
-            if out.suffix.lower() != ".parquet":
+            if export.for_people(out):
                 frame = _localised(frame, lang_)
             export.write_table(frame, out, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             line(f"{_text('written', lang_)}: [bold]{escape(str(out))}[/] ({len(frame):,})")

@@ -97,7 +97,7 @@ def clusters(
             result = ws.clusters(day, k=k, lang=lang_)
             progress.advance(task)
             users = result.assignments(lang_)
-            if out.suffix.lower() != ".parquet":  # headers for people; parquet keeps the machine names
+            if export.for_people(out):  # headers for people; parquet keeps the machine names
                 users = users.rename(columns={c: _text(c, lang_) for c in ("cluster", "description")})
             export.write_table(users, out, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             progress.advance(task)

@@ -165,7 +165,7 @@ def kpis(
         if min_count:
             line(escape(_text("hidden", lang_).format(n=min_count)))
         if out is not None:
-            export.write_table(result.labelled(lang_) if out.suffix.lower() != ".parquet" else result.table, out,
+            export.write_table(result.labelled(lang_) if export.for_people(out) else result.table, out,
                                lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             line(f"{_text('written', lang_)}: [bold]{escape(str(out))}[/]")
         _save(result.chart(shown[:2], lang_) if chart else None, chart, lang_)
@@ -231,7 +231,7 @@ def retention(
         if min_count:
             line(escape(_text("hidden", lang_).format(n=min_count)))
         if out is not None:
-            frame = result.counts if out.suffix.lower() == ".parquet" else table
+            frame = result.counts if not export.for_people(out) else table
             frame = frame.rename(columns=str)
             export.write_table(frame, out, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             line(f"{_text('written', lang_)}: [bold]{escape(str(out))}[/]")

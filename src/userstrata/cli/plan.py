@@ -30,6 +30,7 @@ from userstrata.cli._app import (
     warnings_as_lines,
 )
 from userstrata.cli.output import line
+from userstrata.activate.plan import CHANNEL_CONTACT, channel_lists
 from userstrata.errors import InputError
 
 _TEXT: dict[str, tuple[str, str]] = {
@@ -52,6 +53,8 @@ _TEXT: dict[str, tuple[str, str]] = {
     "fair_ok": ("各层级均有上升通道，且都受频次上限保护。", "Every tier has an upward path and is protected by caps."),
     "written": ("触达明细已写入", "Contacts written to"),
     "count": ("（{n:,} 条）", "({n:,} rows)"),
+    "no_contact": ("{channel} 名单不含 {field}（{why}）：发送工具须按用户ID匹配",
+                   "the {channel} list has no {field} ({why}): the sending tool must match by user_id"),
     "planned_status": ("计划", "planned"),
     "moved_status": ("顺延", "moved"),
     "dropped_status": ("不发", "dropped"),
@@ -111,11 +114,14 @@ def _print_fairness(plan: Any, lang: str) -> None:
 def _readable(contacts: pd.DataFrame, lang: str) -> pd.DataFrame:
     """The contacts for people: one why and one reason column in ``lang``, headers in ``lang``,
     ``send_at`` marked as shop time (zone-aware, so the export does not shift it again)."""
-    frame = contacts.drop(columns=["why_zh", "why_en", "reason_zh", "reason_en"]).copy()
-    frame.insert(5, "why", contacts["why_zh" if lang == "zh" else "why_en"].astype(str))
-    frame["reason"] = contacts["reason_zh" if lang == "zh" else "reason_en"].astype(str)
-    frame["status"] = frame["status"].astype(str).map(lambda s: _status(s, lang))
-    frame["channel"] = frame["channel"].astype(str).map(lambda c: _channel(c, lang))
+    frame = contacts.drop(columns=["why_zh", "why_en", "reason_zh", "reason_en"], errors="ignore").copy()
+    if "why_zh" in contacts.columns:  # a channel's list has no why, reason, status or channel columns
+        frame.insert(5, "why", contacts["why_zh" if lang == "zh" else "why_en"].astype(str))
+        frame["reason"] = contacts["reason_zh" if lang == "zh" else "reason_en"].astype(str)
+    if "status" in frame.columns:
+        frame["status"] = frame["status"].astype(str).map(lambda s: _status(s, lang))
+    if "channel" in frame.columns:
+        frame["channel"] = frame["channel"].astype(str).map(lambda c: _channel(c, lang))
     for col in frame.columns:
         if isinstance(frame[col].dtype, pd.CategoricalDtype):
             frame[col] = frame[col].astype(str)
@@ -152,6 +158,9 @@ def plan(
     unsubscribes: Annotated[Path | None, typer.Option(
         "--unsubscribes", help="CSV/Parquet of user_id, channel (all = every channel) [, subscribed].")] = None,
     items: Annotated[int, typer.Option("--items", min=0, max=10, help="Recommended items per contact (item_1..).")] = 0,
+    by_channel: Annotated[bool, typer.Option(
+        "--by-channel", help="With --out FILE: one file per channel (FILE-sms.xlsx, ...; .jsonl for an API) with "
+                             "only the contacts to send and the fields that channel's tool needs.")] = False,
     lang: LangOpt = "en",
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE_PATH,
     config: ConfigOpt = None,
@@ -161,6 +170,9 @@ def plan(
     lang_ = check_lang(lang)
     if out is not None:
         export.check_path(out)
+    if by_channel and out is None:
+        raise InputError("--by-channel needs --out FILE: the lists are written next to it",
+                         zh="--by-channel 需要与 --out FILE 一起使用：各渠道名单写在该文件旁")
     opted = _unsubscribes(unsubscribes)
     with open_workspace(workspace, config) as ws:
         start = parse_date(date, "--date") if date else ws.latest_date() + dt_.timedelta(days=1)
@@ -172,20 +184,44 @@ def plan(
                 recs = ws.recommendations(start - dt_.timedelta(days=1), k=items, **_recommend_options(ws.settings),
                                           users=contacts["user_id"].unique()).wide()
                 contacts = contacts.merge(recs, on="user_id", how="left")
+            lists = _with_contact_fields(ws, channel_lists(contacts), lang_) if by_channel else {}
             progress.advance(task)
         timezone, currency = ws.settings.timezone, ws.settings.currency
     _print_summary(result, lang_)
     _print_fairness(result, lang_)
-    if out is not None:
-        frame = contacts
-        if out.suffix.lower() != ".parquet":
+    if out is None:
+        return
+    files = {out.with_name(f"{out.stem}-{channel}{out.suffix}"): frame for channel, frame in lists.items()} \
+        if by_channel else {out: contacts}
+    for path, frame in files.items():
+        if export.for_people(path):
             frame = _readable(frame, lang_)
-            send = _CONTACT_HEADERS["send_at"][0 if lang_ == "zh" else 1]
+        send = _CONTACT_HEADERS["send_at"][0 if lang_ == "zh" else 1] if export.for_people(path) else "send_at"
+        if path.suffix.lower() != ".parquet":  # shop time, marked as such (JSON lines: the UTC instant, "Z")
             frame[send] = pd.to_datetime(frame[send]).dt.tz_localize(timezone, nonexistent="shift_forward",
                                                                      ambiguous=False)
-        export.write_table(frame, out, lang=lang_, timezone=timezone, currency=currency)
+        export.write_table(frame, path, lang=lang_, timezone=timezone, currency=currency)
         count = _t("count", lang_).format(n=len(frame))
-        line(f"{_t('written', lang_)}: [bold]{escape(str(out))}[/] {escape(count)}")
+        line(f"{_t('written', lang_)}: [bold]{escape(str(path))}[/] {escape(count)}")
+
+
+def _with_contact_fields(ws, lists: dict[str, pd.DataFrame], lang: str) -> dict[str, pd.DataFrame]:
+    """Each channel's list with the contact field its tool addresses (phone for sms...), where the
+    workspace keeps it in clear; otherwise the tool matches by user_id, and a line says so."""
+    out = {}
+    for channel, frame in lists.items():
+        field = CHANNEL_CONTACT.get(channel)
+        if field is not None and len(frame):
+            try:
+                found = ws.contacts(frame["user_id"].astype(str).tolist(), [field])
+            except InputError as exc:
+                line(escape(_t("no_contact", lang).format(channel=_channel(channel, lang), field=field,
+                                                           why=exc.zh if lang == "zh" and exc.zh else str(exc))))
+            else:
+                frame = frame.merge(found.frame.astype({"user_id": "object"}), on="user_id", how="left")
+                frame = frame[["user_id", field, *[c for c in frame.columns if c not in ("user_id", field)]]]
+        out[channel] = frame
+    return out
 
 
 _REC_TEXT = {

@@ -91,7 +91,7 @@ def renewals(
             result = ws.renewals(day, backtest_days=backtest_days)
             progress.advance(task)
             members = result.members
-            if out.suffix.lower() != ".parquet":  # headers and statuses for people; parquet keeps the codes
+            if export.for_people(out):  # headers and statuses for people; parquet keeps the codes
                 members = members.rename(columns={c: i18n.label(f"col.{c}", lang_) for c in members.columns
                                                   if c != "user_id"})
                 members[i18n.label("col.status", lang_)] = result.members["status"].map(
