@@ -49,7 +49,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from userstrata.errors import InputError
-from userstrata.schema import EVENTS, ORDER_ITEMS, ORDERS, TOUCHES, USERS
+from userstrata.schema import EVENTS, IDENTITIES, ORDER_ITEMS, ORDERS, TOUCHES, USERS
 
 ARCHETYPES = ("browser", "one_time", "casual", "whale", "co_builder", "returner")
 TABLES = ("users", "orders", "order_items", "events", "touches", "truth")
@@ -734,6 +734,319 @@ def _inject_incident(tables: dict[str, pa.Table], spec: dict, rng: np.random.Gen
     tables["events"] = ev.filter(pa.array(~drop))
 
 
+# --- the whole user (opt-in: ``simulate_shop(..., whole_user=True)``) ---------------------------
+# Several ids per person, anonymous browsing before login, usage events with progress for
+# courses and memberships, night-owl and weekend habits, with the truth beside them. A second
+# pass over each finished chunk with its own random stream ``[seed, k, 2]``: without it, the
+# files are those of the shop without these additions.
+
+WHOLE_USER_TABLES = ("identities", "truth_ids")
+TRUTH_WHOLE_USER_SCHEMA = pa.schema(
+    [
+        *TRUTH_SCHEMA,
+        ("true_person", pa.string()),  # the canonical id stitching should give: the person's smallest user_id
+        ("night_owl", pa.bool_()),  # a trait of the person: most activity at 22:00-05:00 shop time
+        ("weekend", pa.bool_()),  # most activity on Saturday and Sunday
+        ("uses_purchases", pa.bool_()),  # uses the courses and memberships they buy
+    ]
+)
+TRUTH_IDS_SCHEMA = pa.schema(
+    [("source", pa.string()), ("external_id", pa.string()), ("true_person", pa.string())]
+)
+_WHOLE_USER_SCHEMAS = {
+    "identities": IDENTITIES.schema.to_pyarrow(),
+    "truth_ids": TRUTH_IDS_SCHEMA,
+}
+
+_SECOND_ACCOUNT_SHARE = 0.03  # persons with a second user id (a second app account)
+_NIGHT_OWL_SHARE = 0.15
+_WEEKEND_SHARE = 0.15
+_USES_SHARE = 0.6
+_HABIT_STRENGTH = 0.9  # share of a night owl's (weekend user's) activity at night (at the weekend)
+_ANON_BEFORE_LOGIN = 0.4  # users who browsed anonymously in the visit that registered them
+_DEVICE_BEFORE = 0.1  # users who browsed on another device days before, linked by a device_id row
+_NIGHT = np.array([22, 23, 0, 1, 2, 3, 4])
+_CHAPTERS = 12  # chapters of every course
+_USAGE_SPAN = 20.0  # usage events stay within this many days of the purchase (the window is 30)
+_COURSE, _MEMBERSHIP = CATEGORIES.index("课程"), CATEGORIES.index("会员")
+
+
+def _hour_cdf_points(weights: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], _cdf(weights)])
+
+
+_HOURS = np.arange(25, dtype="float64")
+_DAY_ACTIVITY = _hour_cdf_points(_ACTIVITY_HOURS)
+_DAY_UNIFORM = _hour_cdf_points(np.ones(24))
+_night_w = np.full(24, (1 - _HABIT_STRENGTH) / (24 - len(_NIGHT)))
+_night_w[_NIGHT] = _HABIT_STRENGTH / len(_NIGHT)
+_DAY_NIGHT = _hour_cdf_points(_night_w)
+_week_w = np.full(7, (1 - _HABIT_STRENGTH) / 5)
+_week_w[5:] = _HABIT_STRENGTH / 2
+_WEEK_CDF = _hour_cdf_points(_week_w)
+_WEEK_DAYS = np.arange(8, dtype="float64")
+
+
+@dataclass
+class _WholeCounters:
+    visitors: int = 0  # anonymous ids of users before login and device ids ("v...")
+    events: int = 0  # added events ("x...")
+    sessions: int = 0  # sessions of device browsing ("sx...")
+
+
+def _reshape_times(us: np.ndarray, night: np.ndarray, weekend: np.ndarray, horizon: float) -> np.ndarray:
+    """Timestamps (UTC microseconds) moved to a night owl's hours and a weekend user's days.
+
+    Each map keeps the order of a user's times: the weekend map is monotone within each
+    Monday-to-Monday week (time drawn uniform over the week goes 90% to Sat/Sun; the last,
+    incomplete week is left alone), the night map monotone within each local day (the shop's
+    hour profile goes 90% to 22:00-05:00). Days never change under the night map and weeks never
+    under the weekend map, so registration, funnel, order, refund and usage stay in order.
+    """
+    out = us.copy()
+    hit = night | weekend
+    if not hit.any():
+        return out
+    t = (us[hit] // _US + _UTC_OFFSET_S) / _DAY_S  # local days since the epoch
+    nt, wk = night[hit], weekend[hit]
+    day = np.floor(t)
+    week_start = day - (day + 3) % 7  # 1970-01-01 was a Thursday; weeks start on Monday
+    whole_week = week_start + 7 <= horizon
+    w = t - week_start
+    moved = np.interp(w / 7.0, _WEEK_CDF, _WEEK_DAYS)
+    t = np.where(wk & whole_week, week_start + moved, t)
+    day = np.floor(t)
+    hour = (t - day) * 24
+    # the daily quantile: uniform hours (after the weekend map) or the shop's profile -> target
+    q = np.where(wk & whole_week, np.interp(hour, _HOURS, _DAY_UNIFORM), np.interp(hour, _HOURS, _DAY_ACTIVITY))
+    target = np.where(nt, np.interp(q, _DAY_NIGHT, _HOURS), np.interp(q, _DAY_ACTIVITY, _HOURS))
+    change = (wk & whole_week) | nt
+    t = np.where(change, day + np.minimum(target, np.nextafter(24.0, 0)) / 24, t)
+    # floor to whole seconds: never past the local midnight
+    out[hit] = (np.floor(t * _DAY_S).astype("int64") - _UTC_OFFSET_S) * _US
+    return out
+
+
+def _index_of(ids_column: pa.ChunkedArray | pa.Array, first: int) -> np.ndarray:
+    """``u00000123`` -> 123 - first (the row within the chunk); null -> -1."""
+    filled = pc.fill_null(ids_column, "x-1")
+    number = pc.cast(pc.utf8_slice_codeunits(filled, 1), pa.int64()).to_numpy(zero_copy_only=False)
+    return np.where(pc.is_null(ids_column).to_numpy(zero_copy_only=False), -1, number - first)
+
+
+def _text(values: np.ndarray | list) -> pa.Array:
+    return pa.array(values, pa.string())
+
+
+def _whole_user(
+    tables: dict[str, pa.Table],
+    rng: np.random.Generator,
+    counters: _WholeCounters,
+    *,
+    first_user: int,
+    first_order: int,
+    horizon: float,
+) -> dict[str, pa.Table]:
+    """The chunk's tables with the whole user added (see ``simulate_shop(whole_user=True)``)."""
+    users, orders, items, events = tables["users"], tables["orders"], tables["order_items"], tables["events"]
+    n = users.num_rows
+    number = first_user + np.arange(n)  # the global user number
+    user_ids = users["user_id"].combine_chunks()
+
+    # --- persons: a few users are a second account of another user of the chunk ------------
+    person = np.arange(n)
+    pairs = min(int(round(_SECOND_ACCOUNT_SHARE * n)), n // 2)
+    picked = rng.permutation(n)[: 2 * pairs].reshape(-1, 2) if pairs else np.zeros((0, 2), "int64")
+    primary, second = picked.min(axis=1), picked.max(axis=1)
+    person[second] = primary  # the smallest user id of the person (ids grow with the row)
+    night = (rng.random(n) < _NIGHT_OWL_SHARE)[person]
+    weekend = (rng.random(n) < _WEEKEND_SHARE)[person]
+    uses = (rng.random(n) < _USES_SHARE)[person]
+
+    # --- identities: openid -> user, unionid -> openid, phone -> user or unionid (chains) --------
+    id_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def link(source: str, external: pa.Array, target: pa.Array, linked: str) -> None:
+        k = len(external)
+        id_rows.append((np.full(k, source), external, target, np.full(k, linked)))
+
+    openid = np.flatnonzero(rng.random(n) < 0.5)
+    openid_ids = _ids("wxo", number[openid], 8)
+    link("wechat_openid", openid_ids, user_ids.take(pa.array(openid)), "user_id")
+    has_union = rng.random(len(openid)) < 0.6
+    union = openid[has_union]
+    union_ids = _ids("wxu", number[union], 8)
+    link("wechat_unionid", union_ids, openid_ids.filter(pa.array(has_union)), "wechat_openid")
+    phone = np.flatnonzero(rng.random(n) < 0.3)
+    phone_ids = _ids("138", number[phone], 8)
+    via_union = np.isin(phone, union) & (rng.random(len(phone)) < 0.5)
+    union_of = np.searchsorted(union, phone[via_union])
+    link("phone", phone_ids.filter(pa.array(via_union)), union_ids.take(pa.array(union_of)), "wechat_unionid")
+    link("phone", phone_ids.filter(pa.array(~via_union)), user_ids.take(pa.array(phone[~via_union])), "user_id")
+    # second accounts: half share a phone, half are merged by a user_id row
+    shared = rng.random(pairs) < 0.5
+    shared_phone = _ids("139", number[primary[shared]], 8)
+    link("phone", shared_phone, user_ids.take(pa.array(primary[shared])), "user_id")
+    link("phone", shared_phone, user_ids.take(pa.array(second[shared])), "user_id")
+    link("user_id", user_ids.take(pa.array(second[~shared])), user_ids.take(pa.array(primary[~shared])), "user_id")
+
+    # --- events: ids, owners, the features of usage ------------------------------------------
+    ev_owner = _index_of(events["user_id"], first_user)
+    # usage of courses and memberships only comes from the purchases' usage events below
+    props = events["properties"]
+    usage_like = pc.and_(pc.equal(events["event"], "use"),
+                         pc.is_in(props, value_set=_text(['{"feature":"course_video"}',
+                                                          '{"feature":"membership_perk"}'])))
+    props = pc.if_else(usage_like, '{"feature":"play"}', props)
+    base_anon = events["anonymous_id"]
+    registered_us = users["registered_at"].cast(pa.int64()).to_numpy()
+    ev_ts = events["ts"].cast(pa.int64()).to_numpy()
+    ev_names = events["event"].to_numpy(zero_copy_only=False)
+    # the login that registered each user: its first login at the registration second
+    is_reg = (ev_owner >= 0) & (ev_names == "login")
+    is_reg &= ev_ts == registered_us[np.maximum(ev_owner, 0)]
+    reg_rows = np.flatnonzero(is_reg)
+    reg_rows = reg_rows[np.unique(ev_owner[reg_rows], return_index=True)[1]]
+    reg_row_of = np.full(n, -1)
+    reg_row_of[ev_owner[reg_rows]] = reg_rows
+
+    added: list[dict[str, object]] = []
+    truth_ids = [(np.full(n, "user_id"), user_ids, user_ids.take(pa.array(person)))]
+
+    # anonymous browsing in the visit that registered the user, then the login carries both ids
+    anon = np.flatnonzero((rng.random(n) < _ANON_BEFORE_LOGIN) & (reg_row_of >= 0))
+    anon_ids = _ids("v", counters.visitors + np.arange(len(anon)), 9)
+    counters.visitors += len(anon)
+    anon_column = base_anon.combine_chunks().to_numpy(zero_copy_only=False).astype(object)
+    anon_column[reg_row_of[anon]] = np.asarray(anon_ids.to_pylist(), dtype=object)
+    k = 1 + rng.poisson(2.0, len(anon))
+    a_owner = np.repeat(np.arange(len(anon)), k)
+    gaps = rng.uniform(0.5, 10.0, len(a_owner)) * 60  # seconds between the visit's events
+    start = np.cumsum(k) - k
+    sums = np.cumsum(gaps)
+    before = sums - gaps - np.repeat(sums[start] - gaps[start], k) if len(gaps) else sums
+    back = np.repeat(np.bincount(a_owner, weights=gaps, minlength=len(anon)), k) - before
+    a_ts = registered_us[anon][a_owner] - (np.floor(back) + 1).astype("int64") * _US
+    a_type = np.where(rng.random(len(a_owner)) < 0.7, 0, 1)  # page_view, search
+    added.append({
+        "owner": anon[a_owner], "user": None, "anonymous_id": anon_ids.take(pa.array(a_owner)),
+        "session_id": events["session_id"].take(pa.array(reg_row_of[anon][a_owner])), "ts": a_ts,
+        "event": a_type, "prop": _PROP_OFFSET[a_type] + (rng.random(len(a_owner)) * _PROP_COUNT[a_type]).astype(int),
+    })
+    truth_ids.append((np.full(len(anon), "anonymous_id"), anon_ids, user_ids.take(pa.array(person[anon]))))
+
+    # another device, days before registering, linked by an identities row (source device_id)
+    dev = np.flatnonzero(rng.random(n) < _DEVICE_BEFORE)
+    dev_ids = _ids("v", counters.visitors + np.arange(len(dev)), 9)
+    counters.visitors += len(dev)
+    link("device_id", dev_ids, user_ids.take(pa.array(dev)), "user_id")
+    k = 1 + rng.poisson(3.0, len(dev))
+    d_owner = np.repeat(np.arange(len(dev)), k)
+    d_ts = registered_us[dev][d_owner] - (rng.uniform(1.0, 10.0, len(dev)) * _DAY_S).astype("int64")[d_owner] * _US
+    d_ts = d_ts + (_rank_in_group(k) * rng.uniform(30, 300, len(d_owner))).astype("int64") * _US
+    d_type = np.where(rng.random(len(d_owner)) < 0.7, 0, 1)
+    sessions = _ids("sx", counters.sessions + np.arange(len(dev)), 10)
+    counters.sessions += len(dev)
+    added.append({
+        "owner": dev[d_owner], "user": None, "anonymous_id": dev_ids.take(pa.array(d_owner)),
+        "session_id": sessions.take(pa.array(d_owner)), "ts": d_ts,
+        "event": d_type, "prop": _PROP_OFFSET[d_type] + (rng.random(len(d_owner)) * _PROP_COUNT[d_type]).astype(int),
+    })
+    truth_ids.append((np.full(len(dev), "device_id"), dev_ids, user_ids.take(pa.array(person[dev]))))
+    visitors = pc.unique(pc.drop_null(base_anon.combine_chunks()))
+    truth_ids.append((np.full(len(visitors), "anonymous_id"), visitors, pa.nulls(len(visitors), pa.string())))
+
+    # usage events with progress: every course or membership line of a user who uses them
+    item_order = _index_of(items["order_id"], first_order)
+    o_owner = _index_of(orders["user_id"], first_user)
+    o_ts = orders["ts"].cast(pa.int64()).to_numpy()
+    category = pc.index_in(items["category"], value_set=_CATEGORY_NAMES).to_numpy(zero_copy_only=False)
+    cancelled = pc.equal(orders["status"], "cancelled").to_numpy(zero_copy_only=False)
+    line = np.flatnonzero(np.isin(category, [_COURSE, _MEMBERSHIP]) & ~cancelled[item_order])
+    line = line[uses[o_owner[item_order[line]]]]
+    course = category[line] == _COURSE
+    chapters = np.where(course, 1 + rng.binomial(_CHAPTERS - 1, rng.uniform(0.1, 0.9, len(line))),
+                        1 + rng.poisson(4.0, len(line)))
+    u_line = np.repeat(np.arange(len(line)), chapters)
+    rank = _rank_in_group(chapters)
+    first_gap = rng.uniform(0.02, 5.0, len(line))
+    steps = np.where(rank == 0, first_gap[u_line], rng.exponential(2.0, len(u_line)))
+    offset = np.cumsum(steps)
+    offset -= np.repeat(offset[np.cumsum(chapters) - chapters] - first_gap, chapters)
+    offset = np.minimum(offset, _USAGE_SPAN)
+    purchase_us = o_ts[item_order[line]]
+    u_ts = purchase_us[u_line] + (offset * _DAY_S).astype("int64") * _US
+    keep = u_ts < _to_utc_us(np.array([horizon]))[0]
+    u_line, rank, u_ts = u_line[keep], rank[keep], u_ts[keep]
+    sku = items["sku"].take(pa.array(line[u_line]))
+    is_course = course[u_line]
+    chapter = _text((rank + 1).astype(str))
+    course_props = pc.binary_join_element_wise('{"sku":"', sku, '","chapter":', chapter,
+                                               f',"chapters_total":{_CHAPTERS}}}', "")
+    member_props = pc.binary_join_element_wise('{"feature":"membership_perk","sku":"', sku, '"}', "")
+    u_owner = o_owner[item_order[line]][u_line]
+    added.append({
+        "owner": u_owner, "user": user_ids.take(pa.array(u_owner)), "anonymous_id": None,
+        "session_id": None, "ts": u_ts, "event_name": np.where(is_course, "watch", "use"),
+        "properties": pc.if_else(pa.array(is_course), course_props, member_props),
+    })
+
+    # --- assemble the events, then move the habits' times ---------------------------------
+    parts, owners = [], [ev_owner]
+    base = events.set_column(events.schema.get_field_index("properties"), "properties", props)
+    base = base.set_column(base.schema.get_field_index("anonymous_id"), "anonymous_id", _text(anon_column))
+    parts.append(base)
+    for a in added:
+        m = len(a["owner"])
+        event_ids = _ids("x", counters.events + np.arange(m), 11)
+        counters.events += m
+        names = a.get("event_name")
+        names = _text(names) if names is not None else _STRINGS["events"].take(pa.array(a["event"]))
+        properties = a.get("properties")
+        if properties is None:
+            properties = _PROP_DICTIONARY.take(pa.array(a["prop"]))
+        session = a["session_id"] if a["session_id"] is not None else pa.nulls(m, pa.string())
+        parts.append(pa.table({
+            "event_id": event_ids,
+            "user_id": a["user"] if a["user"] is not None else pa.nulls(m, pa.string()),
+            "anonymous_id": a["anonymous_id"] if a["anonymous_id"] is not None else pa.nulls(m, pa.string()),
+            "session_id": session, "ts": pa.array(a["ts"], _UTC_TS), "event": names, "properties": properties,
+        }, schema=events.schema))
+        owners.append(a["owner"])
+    events = pa.concat_tables(parts).combine_chunks()
+    owner = np.concatenate(owners)
+    mine = owner >= 0
+    o = np.maximum(owner, 0)
+    ts = _reshape_times(events["ts"].cast(pa.int64()).to_numpy(), night[o] & mine, weekend[o] & mine, horizon)
+    events = events.set_column(events.schema.get_field_index("ts"), "ts", pa.array(ts, _UTC_TS))
+
+    def moved(table: pa.Table, column: str, who: np.ndarray) -> pa.Table:
+        values = table[column].combine_chunks()
+        us = pc.fill_null(values.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        new = _reshape_times(us, night[who], weekend[who], horizon)
+        array = pa.array(new, _UTC_TS, mask=values.is_null().to_numpy(zero_copy_only=False))
+        return table.set_column(table.schema.get_field_index(column), column, array)
+
+    orders = moved(moved(orders, "ts", o_owner), "refunded_at", o_owner)
+    users = moved(users, "registered_at", np.arange(n))
+    truth = moved(moved(tables["truth"], "acquired_at", np.arange(n)), "churned_at", np.arange(n))
+    truth = pa.table({
+        **{name: truth[name] for name in TRUTH_SCHEMA.names},
+        "true_person": user_ids.take(pa.array(person)),
+        "night_owl": night, "weekend": weekend, "uses_purchases": uses,
+    }, schema=TRUTH_WHOLE_USER_SCHEMA)
+
+    def column(parts: list, i: int) -> pa.Array:
+        return pa.concat_arrays([p[i] if isinstance(p[i], pa.Array) else _text(p[i]) for p in parts])
+
+    identities = pa.table({name: column(id_rows, i) for i, name in enumerate(IDENTITIES.schema.names)},
+                          schema=_WHOLE_USER_SCHEMAS["identities"])
+    truth_table = pa.table({name: column(truth_ids, i) for i, name in enumerate(TRUTH_IDS_SCHEMA.names)},
+                           schema=TRUTH_IDS_SCHEMA)
+    return {**tables, "users": users, "orders": orders, "events": events, "truth": truth,
+            "identities": identities, "truth_ids": truth_table}
+
+
 def simulate_shop(
     n_users: int,
     out_dir: str | Path,
@@ -746,6 +1059,7 @@ def simulate_shop(
     events_per_user: float = 20.0,
     progress: Callable[[int], None] | None = None,
     incident: bool | dict | None = None,
+    whole_user: bool = False,
 ) -> dict[str, Path]:
     """Simulate a virtual-goods shop and write its canonical tables, one file per table.
 
@@ -778,6 +1092,26 @@ def simulate_shop(
         ``factor`` (0.5), so the page_view -> add_to_cart conversion halves. The truth is written
         to ``incident.json`` (returned as ``"incident"``). Off by default: without it the files
         are those of the shop without an incident.
+    whole_user
+        ``True`` adds what identity stitching, value realisation and the time-habit tags need,
+        with the truth beside it (each chunk ``k`` gets a second pass drawing from
+        ``[seed, k, 2]``; off by default, and then the files are those of the shop without it):
+        about 3% of persons have a second user id (linked by a shared phone or a ``user_id``
+        row); ``identities`` links WeChat openids to users, unionids to openids, phones to users
+        or unionids (chains), and device ids to users; 40% of users browse anonymously in the
+        visit that registered them (events with only an ``anonymous_id``, then the registering
+        login carries both ids), 10% browse on another device (``device_id``) days before;
+        course and membership purchases of persons who use them get ``watch`` events with
+        ``sku``, ``chapter`` and ``chapters_total`` (12) or ``use`` events with
+        ``feature=membership_perk`` and ``sku`` within 20 days, the first within 5 days, while
+        ordinary ``use`` events never name those features; 15% of persons are night owls and
+        15% weekend users (90% of their registrations, orders, refunds and events move to
+        22:00-05:00 or to Saturday and Sunday, each user's order of events kept; touches stay
+        where they are). ``truth`` gains ``true_person`` (the person's smallest user id: the
+        canonical id stitching must give), ``night_owl``, ``weekend`` and ``uses_purchases``;
+        ``truth_ids`` (source, external_id, true_person) names the person of every user id,
+        anonymous id and device id (null for visitors who never log in). Both ``identities``
+        and ``truth_ids`` are returned.
 
     Returns
     -------
@@ -808,13 +1142,19 @@ def simulate_shop(
         [f"{kind}_{str(m).replace('-', '')}" for m in months for kind in CAMPAIGN_TYPES],
         pa.string(),
     )
-    paths = {name: out / f"{name}.{fmt}" for name in TABLES}
+    names = TABLES + (WHOLE_USER_TABLES if whole_user else ())
+    paths = {name: out / f"{name}.{fmt}" for name in names}
     spec = _incident_spec(incident, end, days) if incident else None
-    writers = {name: _Writer(paths[name], _ARROW_SCHEMAS[name], fmt) for name in TABLES}
+    schemas = {**_ARROW_SCHEMAS, **_WHOLE_USER_SCHEMAS}
+    if whole_user:
+        schemas["truth"] = TRUTH_WHOLE_USER_SCHEMA
+    writers = {name: _Writer(paths[name], schemas[name], fmt) for name in names}
     ids = _Counters()
+    whole = _WholeCounters()
     try:
         for k, first in enumerate(range(0, n_users, chunk_users)):
             size = min(chunk_users, n_users - first)
+            first_user, first_order = ids.users, ids.orders
             tables = _simulate_chunk(
                 np.random.default_rng([seed, k]),
                 size,
@@ -825,6 +1165,9 @@ def simulate_shop(
                 first_month=first_month,
                 campaign_names=campaign_names,
             )
+            if whole_user:
+                tables = _whole_user(tables, np.random.default_rng([seed, k, 2]), whole, first_user=first_user,
+                                     first_order=first_order, horizon=horizon)
             if spec is not None:
                 _inject_incident(tables, spec, np.random.default_rng([seed, k, 1]))
             for name, table in tables.items():
