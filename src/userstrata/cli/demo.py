@@ -74,11 +74,12 @@ def demo(
                 ws.load_frame("orders", load_cdnow(sample=False, timezone=ws.settings.timezone), source="CDNOW_master")
                 progress.advance(task)
             else:
-                tables = ("users", "orders", "order_items", "events", "touches")
+                tables = ("users", "orders", "order_items", "events", "touches", "identities")
                 task = progress.add_task(f"simulating {users:,} users", total=users)
                 with tempfile.TemporaryDirectory() as tmp:
-                    # with its injected incident (one channel's add-to-cart rate halved for three weeks)
-                    files = simulate_shop(users, tmp, seed=7, incident=True,
+                    # with its injected incident (one channel's add-to-cart rate halved for three weeks),
+                    # and the whole user: several ids per person, anonymous browsing, usage of purchases
+                    files = simulate_shop(users, tmp, seed=7, incident=True, whole_user=True,
                                           progress=lambda n: progress.advance(task, n))
                     task = progress.add_task("loading tables", total=len(tables))
                     for name in tables:
