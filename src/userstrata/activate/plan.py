@@ -42,7 +42,7 @@ from userstrata.errors import InputError
 from userstrata.schema import TIERS
 
 __all__ = ["CHANNEL_CONTACT", "CHANNEL_ZH", "CONTACT_COLUMNS", "Plan", "activity_hours", "build_plan",
-           "channel_lists", "make_plan"]
+           "REASON_LABELS", "channel_lists", "make_plan"]
 
 CONTACT_COLUMNS = ("user_id", "tier", "lifecycle", "playbook", "source", "why_zh", "why_en", "channel", "template",
                    "offer", "goal", "priority", "send_at", "experiment", "variant", "status", "reason_code",
@@ -51,6 +51,11 @@ CONTACT_COLUMNS = ("user_id", "tier", "lifecycle", "playbook", "source", "why_zh
 # activate/contacts.py) and, for every channel, these plan columns (plus item_1.. when present)
 CHANNEL_CONTACT = {"sms": "phone", "email": "email", "wechat_template": "wechat_openid", "wecom": "wecom_userid"}
 CHANNEL_LIST_COLUMNS = ("user_id", "send_at", "template", "offer", "playbook", "experiment", "variant")
+# why a contact was dropped or moved (``reason_code``), in (zh, en)
+REASON_LABELS = {"cap": ("达到频次上限", "cap reached"), "quiet_hours": ("免打扰顺延", "quiet hours"),
+                 "cooldown": ("冷却期", "cooldown"), "unsubscribed": ("已退订", "unsubscribed"),
+                 "no_consent": ("未授权", "no consent"), "holdout": ("对照组", "holdout"),
+                 "cooldown+quiet_hours": ("冷却期+免打扰顺延", "cooldown + quiet hours")}  # fmt: skip
 _PLANNED, _MOVED, _DROPPED = 0, 1, 2
 _STATUS = np.array(["planned", "moved", "dropped"], dtype=object)
 _DISCOUNTS = ("coupon", "discount")

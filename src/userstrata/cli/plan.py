@@ -30,7 +30,7 @@ from userstrata.cli._app import (
     warnings_as_lines,
 )
 from userstrata.cli.output import line
-from userstrata.activate.plan import CHANNEL_CONTACT, channel_lists
+from userstrata.activate.plan import CHANNEL_CONTACT, REASON_LABELS, channel_lists
 from userstrata.errors import InputError
 
 _TEXT: dict[str, tuple[str, str]] = {
@@ -59,8 +59,6 @@ _TEXT: dict[str, tuple[str, str]] = {
     "moved_status": ("顺延", "moved"),
     "dropped_status": ("不发", "dropped"),
 }
-_REASONS_ZH = {"cap": "达到频次上限", "quiet_hours": "免打扰顺延", "cooldown": "冷却期", "unsubscribed": "已退订",
-               "no_consent": "未授权", "holdout": "对照组", "cooldown+quiet_hours": "冷却期+免打扰顺延"}  # fmt: skip
 _CONTACT_HEADERS = {
     "user_id": ("用户ID", "User ID"), "tier": ("价值层级", "Tier"), "lifecycle": ("生命周期阶段", "Lifecycle"),
     "playbook": ("策略", "Playbook"), "source": ("人群/触发", "Segment or trigger"), "why": ("原因说明", "Why"),
@@ -89,7 +87,8 @@ def _print_summary(plan: Any, lang: str) -> None:
     for key in ("tier", "channel", "status", "reason", "contacts"):
         view.add_column(_t(key, lang), justify="right" if key == "contacts" else "left")
     for row in plan.summary.itertuples(index=False):
-        reason = _REASONS_ZH.get(row.reason_code, row.reason_code) if lang == "zh" else row.reason_code
+        code = str(row.reason_code)
+        reason = i18n.pick(REASON_LABELS, code, lang) if lang == "zh" and code in REASON_LABELS else code
         view.add_row(escape(i18n.label(row.tier, lang)), escape(_channel(str(row.channel), lang)), _status(row.status, lang),
                      escape(reason), f"{row.contacts:,}")
     console.print(view)
