@@ -15,9 +15,11 @@ AS_OF = dt_.date(2024, 6, 30)
 
 
 def table(name: str, rows: list[tuple] | None = None) -> ibis.Table:
-    """A canonical table from tuples in column order (timestamps as 'YYYY-MM-DD HH:MM' UTC)."""
+    """A canonical table from tuples in column order (timestamps as 'YYYY-MM-DD HH:MM' UTC); a
+    tuple shorter than the table leaves the trailing (optional) columns empty."""
     spec = CANONICAL[name]
-    frame = pd.DataFrame(rows or [], columns=list(spec.columns))
+    width = len(spec.columns)
+    frame = pd.DataFrame([tuple(r) + (None,) * (width - len(r)) for r in rows or []], columns=list(spec.columns))
     for col, typ in spec.schema.items():
         if typ.is_timestamp():
             frame[col] = pd.to_datetime(frame[col])

@@ -280,3 +280,31 @@ def test_cli_recall(tmp_path, monkeypatch):
     assert "35.0%" in runner.invoke(app, ["recall", "-w", str(path)]).output
     missing = runner.invoke(app, ["recall", "nope", "-w", str(path)])
     assert missing.exit_code == 2 and "no touches" in missing.output
+
+
+def test_a_return_window_past_the_last_day_in_the_data_is_said_once_not_before():
+    from userstrata.errors import Notice
+
+    base = [order("o1", "u1", "2024-04-01 02:00", 10.0), order("o2", "u2", "2024-04-01 02:00", 10.0)]
+    touches = table("touches", [touch("t1", "u1"), touch("t2", "u2")])
+    # the window of a touch on 06-01 ends on 06-15: data to 06-14 do not cover it, to 06-15 they do
+    for last, expected in (("2024-06-14 02:00", 1), ("2024-06-15 02:00", 0)):
+        orders = table("orders", [*base, order("o9", "other", last, 5.0)])
+        with pytest.warns(Notice) if expected else _no_notice() as caught:
+            recall(touches, orders, table("events", []), campaign="c1")
+        said = [w for w in caught if issubclass(w.category, Notice)]
+        assert len(said) == expected
+        if expected:
+            assert "2 dormant users" in str(said[0].message) and "2024-06-14" in str(said[0].message)
+
+
+def _no_notice():
+    import warnings
+
+    class _Catch(warnings.catch_warnings):
+        def __enter__(self):
+            caught = super().__enter__()
+            warnings.simplefilter("always")
+            return caught
+
+    return _Catch(record=True)

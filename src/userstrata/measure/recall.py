@@ -26,6 +26,7 @@ import dataclasses
 import datetime as dt_
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from userstrata import _engine, i18n
-from userstrata.errors import InputError
+from userstrata.errors import InputError, Notice
 from userstrata.features._money import to_cents
 from userstrata.features._time import Clock
 from userstrata.measure import stats as st
@@ -241,6 +242,7 @@ def recall(
                              hint="`userstrata recall` without a campaign lists every campaign",
                              zh=f"活动 {campaign!r} 没有任何触达记录",
                              hint_zh="不带活动名运行 `userstrata recall` 可列出全部活动")
+    _warn_unobserved(users, orders, events, window_days=window_days, clock=clock, execute=execute)
     users = _attach_group(users, by, profile_at, clock, execute)
     keys = ["campaign", "group", "arm"]
     agg = users.group_by(keys).agg(
@@ -254,6 +256,27 @@ def recall(
     frame = execute(agg)
     return _assemble(frame, dormant_days=dormant_days, window_days=window_days, activity=activity, by=by,
                      level=level, min_count=min_count)
+
+
+def _warn_unobserved(users: ir.Table, orders: ir.Table, events: ir.Table | None, *, window_days: int, clock: Clock,
+                     execute: Callable[[ir.Expr], pd.DataFrame]) -> None:
+    """Say so when dormant users' return windows run past the last day in the data: their
+    returns are not all observed yet, so the rate is a lower bound for them."""
+    days = [orders.select(eday=_engine.epoch_day(clock.local_date(orders.ts)))]
+    if events is not None:
+        days.append(events.select(eday=_engine.epoch_day(clock.local_date(events.ts))))
+    last = ibis.union(*days, distinct=False).eday.max() if len(days) > 1 else days[0].eday.max()
+    dormant = users.filter(users.state == "dormant")
+    late = dormant.filter(dormant.touch_eday + window_days > last)
+    n = int(execute(late.count()) or 0)
+    if n:
+        last_day = dt_.date(1970, 1, 1) + dt_.timedelta(days=int(execute(last)))
+        warnings.warn(Notice(
+            f"the {window_days}-day return window of {n:,} dormant users runs past the last day in the data "
+            f"({last_day}): their returns are not all observed yet, so their recall rate is a lower bound",
+            f"{n:,} 位沉睡用户的 {window_days} 天回访窗口超出数据最后一天（{last_day}）：他们的回访尚未完全观察到，"
+            "召回率对他们只是下限",
+        ), stacklevel=3)
 
 
 def _attach_group(users: ir.Table, by: str | None, profile_at: Callable[[dt_.date], ir.Table] | None,
