@@ -283,11 +283,12 @@ class TagSettings(_Section):
     # SKU's highest price in the data (5%: rounding and tiny price moves are not promotions)
     promo_min_discount_percent: int = Field(5, ge=1, le=99)
     price_sensitive_share: float = Field(0.5, gt=0, le=1)  # most orders discounted
-    # order columns that mark a discount when present (not in the canonical schema today)
+    # order columns that mark a discount when they hold values (optional canonical columns)
     discount_amount_col: str = "discount_amount"
     coupon_col: str = "coupon_id"
     # loyalty: top category's share of spend, and orders of one SKU
     category_loyal_share: float = Field(0.8, gt=0, le=1)
+    brand_loyal_share: float = Field(0.8, gt=0, le=1)  # top brand's share of item spend
     repeat_item_orders: int = Field(3, ge=2)
     # social: these events (group_buy = 拼团 when the shop maps it) in the last window_days
     social_events: list[str] = Field(default_factory=lambda: ["share", "invite", "group_buy"])

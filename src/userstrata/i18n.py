@@ -168,6 +168,7 @@ _LABELS: dict[str, dict[str, str]] = {
     "col.tag_count": {"zh": "标签数", "en": "Tags"},
     "col.price_sensitive": {"zh": "价格敏感", "en": "Price sensitive"},
     "col.category_loyal": {"zh": "品类忠诚", "en": "Category loyal"},
+    "col.brand_loyal": {"zh": "品牌忠诚", "en": "Brand loyal"},
     "col.repeat_item": {"zh": "重复回购", "en": "Repeat buyer of an item"},
     "col.social": {"zh": "爱分享", "en": "Social sharer"},
     "col.night_owl": {"zh": "夜猫子", "en": "Night owl"},

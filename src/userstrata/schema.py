@@ -51,6 +51,10 @@ ORDERS = TableSpec(
             "status": dt.string,
             "refund_amount": dt.float64,
             "refunded_at": TS,
+            # optional (NULL when the export has no such column): the order's discount in the
+            # shop's currency (amount is what was paid after it) and the coupon used, if any
+            "discount_amount": dt.float64,
+            "coupon_id": dt.string,
         }
     ),
     required=("order_id", "user_id", "ts", "amount"),
@@ -70,6 +74,9 @@ ORDER_ITEMS = TableSpec(
             "category": dt.string,
             "quantity": dt.int64,
             "price": dt.float64,
+            # optional: the unit price before any discount (划线价/原价; never below price) and the brand
+            "list_price": dt.float64,
+            "brand": dt.string,
         }
     ),
     required=("order_id", "sku", "price"),

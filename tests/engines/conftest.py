@@ -64,14 +64,7 @@ def on_duckdb(shop, tmp_path_factory):
 def parquet(on_duckdb, tmp_path_factory):
     """The DuckDB workspace's canonical tables as ``<table>.parquet`` files: naive UTC
     timestamps in microseconds, as stored (Spark cannot read nanoseconds)."""
-    folder = tmp_path_factory.mktemp("parquet")
-    for name, spec in CANONICAL.items():
-        table = on_duckdb.table(name).select(*spec.columns).to_pyarrow()
-        us = pa.schema([
-            pa.field(f.name, pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f for f in table.schema
-        ])
-        pq.write_table(table.cast(us), folder / f"{name}.parquet")
-    return folder
+    return _to_parquet(on_duckdb, tmp_path_factory.mktemp("parquet"))
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +77,36 @@ def on_spark(spark, parquet):
     ws = Workspace.open(session, settings=Settings())
     assert ws.store.engine == "spark"
     return ws
+
+
+# The same shop with the whole user (simulate_shop(whole_user=True)): discounts, coupons, list
+# prices and brands, several ids per person. Only the modules that need those use it.
+def _to_parquet(ws, folder):
+    for name, spec in CANONICAL.items():
+        table = ws.table(name).select(*spec.columns).to_pyarrow()
+        us = pa.schema([
+            pa.field(f.name, pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f for f in table.schema
+        ])
+        pq.write_table(table.cast(us), folder / f"{name}.parquet")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def whole_on_duckdb(tmp_path_factory):
+    files = simulate_shop(N_USERS, tmp_path_factory.mktemp("whole") / "files", seed=SEED, end=END, whole_user=True)
+    ws = Workspace.open(tmp_path_factory.mktemp("whole-duckdb") / "shop.duckdb", settings=Settings())
+    for name, path in files.items():
+        if name in CANONICAL:
+            report = ws.load(name, path)
+            assert report.rows_rejected == 0, report.summary()
+    yield ws
+    ws.close()
+
+
+@pytest.fixture(scope="session")
+def whole_on_spark(spark, whole_on_duckdb, tmp_path_factory):
+    folder = _to_parquet(whole_on_duckdb, tmp_path_factory.mktemp("whole-parquet"))
+    session = spark.newSession()
+    for name in CANONICAL:
+        session.read.parquet(str(folder / f"{name}.parquet")).createOrReplaceTempView(name)
+    return Workspace.open(session, settings=Settings())

@@ -91,6 +91,8 @@ def load_cdnow(*, sample: bool = True, timezone: str = "Asia/Shanghai") -> pd.Da
             "status": pd.Series(["paid"] * n, dtype=raw["user_id"].dtype),
             "refund_amount": np.zeros(n, dtype="float64"),
             "refunded_at": pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]"),
+            "discount_amount": np.full(n, np.nan),
+            "coupon_id": pd.Series([None] * n, index=raw.index, dtype=raw["user_id"].dtype),
         }
     )
     return orders[list(ORDERS.columns)]

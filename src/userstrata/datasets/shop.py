@@ -70,10 +70,19 @@ TRUTH_SCHEMA = pa.schema(
         ("churned_at", _UTC_TS),  # the last activity of a user who dropped out
     ]
 )
+# optional canonical columns with values only with ``whole_user=True`` (discounts, brands); a
+# chunk is drawn without them and the shop without the whole user writes them empty (NULL)
+_WHOLE_USER_COLUMNS = {"orders": ("discount_amount", "coupon_id"), "order_items": ("list_price", "brand")}
+
+
+def _without(schema: pa.Schema, names: tuple[str, ...]) -> pa.Schema:
+    return pa.schema([f for f in schema if f.name not in names])
+
+
 _ARROW_SCHEMAS = {
     "users": _with_utc_instants(USERS.schema.to_pyarrow()),
-    "orders": _with_utc_instants(ORDERS.schema.to_pyarrow()),
-    "order_items": ORDER_ITEMS.schema.to_pyarrow(),
+    "orders": _without(_with_utc_instants(ORDERS.schema.to_pyarrow()), _WHOLE_USER_COLUMNS["orders"]),
+    "order_items": _without(ORDER_ITEMS.schema.to_pyarrow(), _WHOLE_USER_COLUMNS["order_items"]),
     "events": _with_utc_instants(EVENTS.schema.to_pyarrow()),
     "touches": _with_utc_instants(TOUCHES.schema.to_pyarrow()),
     "truth": TRUTH_SCHEMA,
@@ -748,6 +757,7 @@ TRUTH_WHOLE_USER_SCHEMA = pa.schema(
         ("night_owl", pa.bool_()),  # a trait of the person: most activity at 22:00-05:00 shop time
         ("weekend", pa.bool_()),  # most activity on Saturday and Sunday
         ("uses_purchases", pa.bool_()),  # uses the courses and memberships they buy
+        ("deal_hunter", pa.bool_()),  # buys mostly with a coupon or at a promotion price
     ]
 )
 TRUTH_IDS_SCHEMA = pa.schema(
@@ -757,6 +767,8 @@ _WHOLE_USER_SCHEMAS = {
     "identities": IDENTITIES.schema.to_pyarrow(),
     "truth_ids": TRUTH_IDS_SCHEMA,
 }
+_WHOLE_ORDERS = _with_utc_instants(ORDERS.schema.to_pyarrow())  # with discount_amount, coupon_id
+_WHOLE_ITEMS = ORDER_ITEMS.schema.to_pyarrow()  # with list_price, brand
 
 _SECOND_ACCOUNT_SHARE = 0.03  # persons with a second user id (a second app account)
 _NIGHT_OWL_SHARE = 0.15
@@ -769,6 +781,11 @@ _NIGHT = np.array([22, 23, 0, 1, 2, 3, 4])
 _CHAPTERS = 12  # chapters of every course
 _USAGE_SPAN = 20.0  # usage events stay within this many days of the purchase (the window is 30)
 _COURSE, _MEMBERSHIP = CATEGORIES.index("课程"), CATEGORIES.index("会员")
+_DEAL_HUNTER_SHARE = 0.2  # persons who buy mostly on a deal
+_DEAL_RATE = (0.1, 0.8)  # chance that an order is on a deal: other persons, deal hunters
+_COUPON_SHARE = 0.5  # of deals: a coupon off the order (the rest: promotion prices on its lines)
+_DEAL_CUTS = np.array([0.1, 0.2, 0.3])  # the share taken off
+_BRANDS = ("星河互娱", "青木学堂", "云端会员", "像素工坊", "拾光文创")  # brand of SKU i: _BRANDS[i % 5]
 
 
 def _hour_cdf_points(weights: np.ndarray) -> np.ndarray:
@@ -1030,10 +1047,12 @@ def _whole_user(
     orders = moved(moved(orders, "ts", o_owner), "refunded_at", o_owner)
     users = moved(users, "registered_at", np.arange(n))
     truth = moved(moved(tables["truth"], "acquired_at", np.arange(n)), "churned_at", np.arange(n))
+    hunter = (rng.random(n) < _DEAL_HUNTER_SHARE)[person]  # drawn last: the streams above are unchanged
+    orders, items = _deals(orders, items, rng, hunter[o_owner], item_order)
     truth = pa.table({
         **{name: truth[name] for name in TRUTH_SCHEMA.names},
         "true_person": user_ids.take(pa.array(person)),
-        "night_owl": night, "weekend": weekend, "uses_purchases": uses,
+        "night_owl": night, "weekend": weekend, "uses_purchases": uses, "deal_hunter": hunter,
     }, schema=TRUTH_WHOLE_USER_SCHEMA)
 
     def column(parts: list, i: int) -> pa.Array:
@@ -1043,8 +1062,54 @@ def _whole_user(
                           schema=_WHOLE_USER_SCHEMAS["identities"])
     truth_table = pa.table({name: column(truth_ids, i) for i, name in enumerate(TRUTH_IDS_SCHEMA.names)},
                            schema=TRUTH_IDS_SCHEMA)
-    return {**tables, "users": users, "orders": orders, "events": events, "truth": truth,
+    return {**tables, "users": users, "orders": orders, "order_items": items, "events": events, "truth": truth,
             "identities": identities, "truth_ids": truth_table}
+
+
+def _with_empty(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with the columns of ``schema`` it lacks, all NULL."""
+    for field in schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table
+
+
+def _deals(orders: pa.Table, items: pa.Table, rng: np.random.Generator, hunter: np.ndarray,
+           item_order: np.ndarray) -> tuple[pa.Table, pa.Table]:
+    """Orders and items with discounts, coupons, list prices and brands (``whole_user``).
+
+    An order is on a deal with chance ``_DEAL_RATE`` (deal hunters: 0.8, others: 0.1; free
+    orders never): half of the deals are a coupon (``coupon_id``; ``discount_amount`` = 10, 20 or
+    30% of the order to the cent, taken off ``amount``), half promotion prices (each line's
+    ``price`` 10, 20 or 30% below its ``list_price``, ``amount`` their sum, ``discount_amount``
+    0). ``list_price`` is the catalogue price on every line; refunds shrink in proportion.
+    """
+    m = orders.num_rows
+    amount = orders["amount"].to_numpy()
+    refund = pc.fill_null(orders["refund_amount"], 0.0).to_numpy()
+    deal = (rng.random(m) < np.where(hunter, _DEAL_RATE[1], _DEAL_RATE[0])) & (amount > 0)
+    coupon = deal & (rng.random(m) < _COUPON_SHARE)
+    promo = deal & ~coupon
+    cut = _DEAL_CUTS[rng.integers(0, len(_DEAL_CUTS), m)]
+    list_price = items["price"].to_numpy()
+    quantity = items["quantity"].to_numpy()
+    price = np.where(promo[item_order], np.round(list_price * (1 - cut[item_order]), 2), list_price)
+    lines = np.round(np.bincount(item_order, weights=quantity * price, minlength=m), 2)
+    discount = np.where(coupon, np.round(amount * cut, 2), 0.0)
+    paid = np.round(np.where(promo, lines, amount) - discount, 2)
+    scaled = np.minimum(np.round(refund * paid / np.where(amount > 0, amount, 1.0), 2), paid)
+    refund = np.where(refund > 0, np.maximum(scaled, 0.01), refund)
+    # the coupon's code: "cp" and the order's number
+    coupon_ids = pc.if_else(pa.array(coupon), _ids("cp", _index_of(orders["order_id"], 0), 10),
+                            pa.nulls(m, pa.string()))
+    orders = orders.set_column(orders.schema.get_field_index("amount"), "amount", pa.array(paid))
+    orders = orders.set_column(orders.schema.get_field_index("refund_amount"), "refund_amount", pa.array(refund))
+    orders = orders.append_column("discount_amount", pa.array(discount)).append_column("coupon_id", coupon_ids)
+    sku_index = pc.index_in(items["sku"], value_set=_SKU_NAMES).to_numpy(zero_copy_only=False)
+    brands = pa.array(_BRANDS, pa.string()).take(pa.array(sku_index % len(_BRANDS)))
+    items = items.set_column(items.schema.get_field_index("price"), "price", pa.array(price))
+    items = items.append_column("list_price", pa.array(list_price)).append_column("brand", brands)
+    return orders.cast(_WHOLE_ORDERS), items.cast(_WHOLE_ITEMS)
 
 
 def simulate_shop(
@@ -1107,8 +1172,13 @@ def simulate_shop(
         ordinary ``use`` events never name those features; 15% of persons are night owls and
         15% weekend users (90% of their registrations, orders, refunds and events move to
         22:00-05:00 or to Saturday and Sunday, each user's order of events kept; touches stay
-        where they are). ``truth`` gains ``true_person`` (the person's smallest user id: the
-        canonical id stitching must give), ``night_owl``, ``weekend`` and ``uses_purchases``;
+        where they are); 20% of persons are deal hunters (80% of their orders on a deal, others'
+        10%: half a coupon, ``coupon_id`` and ``discount_amount`` 10/20/30% off the order, half
+        promotion prices 10/20/30% below ``list_price`` on every line; ``amount`` is what was
+        paid after it, refunds shrink in proportion); every item line has its catalogue
+        ``list_price`` and a ``brand`` (one per SKU). ``truth`` gains ``true_person`` (the person's
+        smallest user id: the canonical id stitching must give), ``night_owl``, ``weekend``,
+        ``uses_purchases`` and ``deal_hunter``;
         ``truth_ids`` (source, external_id, true_person) names the person of every user id,
         anonymous id and device id (null for visitors who never log in). Both ``identities``
         and ``truth_ids`` are returned.
@@ -1146,6 +1216,7 @@ def simulate_shop(
     paths = {name: out / f"{name}.{fmt}" for name in names}
     spec = _incident_spec(incident, end, days) if incident else None
     schemas = {**_ARROW_SCHEMAS, **_WHOLE_USER_SCHEMAS}
+    schemas["orders"], schemas["order_items"] = _WHOLE_ORDERS, _WHOLE_ITEMS  # the canonical columns
     if whole_user:
         schemas["truth"] = TRUTH_WHOLE_USER_SCHEMA
     writers = {name: _Writer(paths[name], schemas[name], fmt) for name in names}
@@ -1170,6 +1241,8 @@ def simulate_shop(
                                      first_order=first_order, horizon=horizon)
             if spec is not None:
                 _inject_incident(tables, spec, np.random.default_rng([seed, k, 1]))
+            for name in _WHOLE_USER_COLUMNS:  # without the whole user: the optional columns empty
+                tables[name] = _with_empty(tables[name], schemas[name])
             for name, table in tables.items():
                 writers[name].write(table)
             del tables

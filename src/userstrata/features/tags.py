@@ -24,8 +24,8 @@ from userstrata.features.realisation import _fill
 # tag -> (zh, en) label, from i18n (the profile's column headers); the order is the wide view's columns
 TAG_LABELS: dict[str, tuple[str, str]] = {
     tag: (i18n.label(f"col.{tag}", "zh"), i18n.label(f"col.{tag}", "en"))
-    for tag in ("price_sensitive", "category_loyal", "repeat_item", "social", "night_owl", "weekend_buyer",
-                "lunch_buyer", "new_product")
+    for tag in ("price_sensitive", "category_loyal", "brand_loyal", "repeat_item", "social", "night_owl",
+                "weekend_buyer", "lunch_buyer", "new_product")
 }
 TAGS = tuple(TAG_LABELS)
 
@@ -33,6 +33,12 @@ TAGS = tuple(TAG_LABELS)
 _REASONS: dict[str, tuple[str, str]] = {
     "price_sensitive": ("{n} 单里有 {k} 单（{pct}%）是促销价或用了优惠",
                         "{k} of {n} orders ({pct}%) at a promotion price or with a discount"),
+    # when the data has discount columns (discount_amount, coupon_id, list_price), what each counted
+    "price_sensitive_columns": ("{n} 单里有 {k} 单（{pct}%）有优惠：用券 {coupon} 单，有优惠金额 {discount} 单，"
+                                "低于原价 {below} 单",
+                                "{k} of {n} orders ({pct}%) discounted: {coupon} with a coupon, {discount} with "
+                                "a discount amount, {below} below the list price"),
+    "brand_loyal": ("{pct}% 的消费在品牌「{brand}」（共 {n} 单）", "{pct}% of spend on the brand {brand} ({n} orders)"),
     "category_loyal": ("{pct}% 的消费在「{category}」（共 {n} 单）",
                        "{pct}% of spend on {category} ({n} orders)"),
     "repeat_item": ("「{sku}」买了 {k} 单", "bought {sku} in {k} orders"),
@@ -97,25 +103,50 @@ def user_tags(
     local = _engine.local_time(p.ts, clock.zone, clock.engine)
     p = p.mutate(local_hour=local.hour(), weekday=local.day_of_week.index())  # Monday = 0
 
-    # promotion price: a line at least promo_min_discount_percent below its SKU's top price
+    # price sensitivity. With discount columns (any value in orders.discount_amount, orders.coupon_id
+    # or order_items.list_price among the purchases): an order is discounted when its discount
+    # amount is > 0, it names a coupon, or one of its lines cost less than its list price (in
+    # cents). Without any (the fallback): when a line is at least promo_min_discount_percent below
+    # the highest price its SKU was sold at.
     lines = order_items.join(p.select("order_id", "user_id", "order_date"), "order_id")
     lines = lines.mutate(price_cents=to_cents(lines.price))
     lines = lines.mutate(top_cents=lines.price_cents.max().over(group_by=lines.sku))
     promo = (lines.top_cents > 0) & (
         lines.price_cents * 100 <= lines.top_cents * (100 - rules.promo_min_discount_percent)
     )
-    promo_orders = lines.filter(promo).select("order_id").distinct().mutate(promo=ibis.literal(True))
-    p = p.left_join(promo_orders, "order_id").drop("order_id_right")
-    discounted = p.promo.fill_null(False)
+    if "list_price" in lines.columns:
+        list_cents = to_cents(lines.list_price.cast("float64"))
+        has_list, below = list_cents.notnull(), list_cents.notnull() & (lines.price_cents < list_cents)
+    else:
+        has_list = below = ibis.literal(False)
+    by_order = lines.group_by("order_id").agg(
+        promo=promo.cast("int64").max(), below=below.cast("int64").max(), has_list=has_list.cast("int64").max(),
+    )
+    p = p.left_join(by_order, "order_id").drop("order_id_right")
+    zero = ibis.literal(0, "int64")
     if rules.discount_amount_col in p.columns:
-        discounted = discounted | (p[rules.discount_amount_col].cast("float64").fill_null(0) > 0)
+        amount = p[rules.discount_amount_col].cast("float64")
+        has_discount, discount = amount.notnull(), amount.fill_null(0) > 0
+    else:
+        has_discount = discount = ibis.literal(False)
     if rules.coupon_col in p.columns:
         coupon = p[rules.coupon_col].cast("string")
-        discounted = discounted | (coupon.notnull() & (coupon.strip() != ""))
+        coupon = coupon.notnull() & (coupon.strip() != "")  # a blank cell is no coupon
+    else:
+        coupon = ibis.literal(False)
+    evidence = has_discount | coupon | (p.has_list.fill_null(zero) > 0)
+    p = p.mutate(
+        d_discount=discount.cast("int64"), d_coupon=coupon.cast("int64"), d_below=p.below.fill_null(zero),
+        d_promo=p.promo.fill_null(zero), evidence=evidence.cast("int64"),
+    )
+    p = p.mutate(with_columns=p.evidence.max().over(ibis.window()))  # 1: the data has discount columns
+    discounted = ibis.ifelse(p.with_columns == 1, (p.d_discount + p.d_coupon + p.d_below) > 0, p.d_promo > 0)
 
     per_user = p.group_by("user_id").agg(
         n=p.count(),
         discounted=discounted.cast("int64").sum(),
+        with_discount=p.d_discount.sum(), with_coupon=p.d_coupon.sum(), below_list=p.d_below.sum(),
+        with_columns=p.with_columns.max(),
         night=_in_hours(p.local_hour, rules.night_hours).cast("int64").sum(),
         lunch=_in_hours(p.local_hour, rules.lunch_hours).cast("int64").sum(),
         weekend=(p.weekday >= 5).cast("int64").sum(),
@@ -129,7 +160,14 @@ def user_tags(
         reasons = _reasons(tag, wraps=wraps, k=k, n=t.n, pct=_pct(k, t.n), **extra)
         out.append(_rows(t, tag, _share(k, t.n), reasons))
 
-    share_tag("price_sensitive", enough.discounted, rules.price_sensitive_share)
+    sensitive = enough.filter(_share(enough.discounted, enough.n) >= rules.price_sensitive_share)
+    k, n = sensitive.discounted, sensitive.n
+    fallback = _reasons("price_sensitive", k=k, n=n, pct=_pct(k, n))
+    from_columns = _reasons("price_sensitive_columns", k=k, n=n, pct=_pct(k, n), coupon=sensitive.with_coupon,
+                            discount=sensitive.with_discount, below=sensitive.below_list)
+    out.append(_rows(sensitive, "price_sensitive", _share(k, n), {
+        key: ibis.ifelse(sensitive.with_columns == 1, from_columns[key], fallback[key]) for key in fallback
+    }))
     night_start, night_end = rules.night_hours
     share_tag("night_owl", enough.night, rules.time_habit_share, wraps=night_start > night_end,
               start=ibis.literal(str(night_start)), end=ibis.literal(str(night_end)))
@@ -145,6 +183,23 @@ def user_tags(
     out.append(_rows(loyal, "category_loyal", loyal.category_share, _reasons(
         "category_loyal", pct=(loyal.category_share * 100).round(0).cast("int64"),
         category=loyal.top_category, n=loyal.n)))
+
+    # brand loyalty (when items carry a brand): the top brand's share of the user's item spend,
+    # unbranded lines included in the whole (an item without a brand is not the brand's)
+    if "brand" in lines.columns:
+        spent = lines.mutate(cents=lines.price_cents * lines.quantity.fill_null(1).cast("int64"),
+                             brand_name=lines.brand.cast("string").strip().nullif(""))
+        total = spent.group_by("user_id").agg(total_cents=spent.cents.sum())
+        named = spent.filter(spent.brand_name.notnull())
+        brands = named.group_by(["user_id", "brand_name"]).agg(cents=named.cents.sum())
+        brands = brands.mutate(pick=ibis.row_number().over(
+            group_by=brands.user_id, order_by=[ibis.desc(brands.cents), brands.brand_name]))
+        top = brands.filter(brands.pick == 0).join(total, "user_id").join(enough.select("user_id", "n"), "user_id")
+        top = top.filter(top.total_cents > 0)
+        top = top.mutate(brand_share=_share(top.cents, top.total_cents))
+        top = top.filter(top.brand_share >= rules.brand_loyal_share)
+        out.append(_rows(top, "brand_loyal", top.brand_share, _reasons(
+            "brand_loyal", pct=(top.brand_share * 100).round(0).cast("int64"), brand=top.brand_name, n=top.n)))
 
     # repeat purchases of one SKU: its number of orders (the most bought SKU; ties by name)
     by_sku = lines.group_by(["user_id", "sku"]).agg(k=lines.order_id.nunique())

@@ -63,9 +63,11 @@ _ITEM_LINES = TableSpec(
     ibis.schema({
         "order_id": dt.string, "user_id": dt.string, "ts": dt.timestamp,
         "sku": dt.string, "category": dt.string, "quantity": dt.int64, "price": dt.float64,
+        "list_price": dt.float64, "brand": dt.string,
         "line_amount": dt.float64, "line_no": dt.int64,
         "amount": dt.float64, "currency": dt.string, "status": dt.string,
         "refund_amount": dt.float64, "refunded_at": dt.timestamp,
+        "discount_amount": dt.float64, "coupon_id": dt.string,
     }),
     required=("order_id", "user_id", "ts", "sku"),
     key=("order_id", "line_no"),
@@ -611,12 +613,18 @@ def _split_item_lines(raw, staging: _Staging, plans: dict, notes: _Messages, war
                   "订单金额：各商品行 单价 × 数量 之和（文件没有金额列）")
     refund = "sum(refund_amount)" if "refund_amount" in sources and varies("refund_amount") else \
         "first(refund_amount ORDER BY _row)"
+    # an order's discount repeated on its lines, or one per line (summed); the first coupon named
+    discount = "NULL::DOUBLE"
+    if "discount_amount" in sources:
+        discount = "sum(discount_amount)" if varies("discount_amount") else "first(discount_amount ORDER BY _row)"
     orders_t, items_t = staging.table("order_rows"), staging.table("item_rows")
     raw.execute(f"""
         CREATE TABLE {orders_t} AS
         SELECT order_id, first(user_id ORDER BY _row) AS user_id, min(ts) AS ts, round({amount}, 2) AS amount,
             first(currency ORDER BY _row) AS currency, first(status ORDER BY _row) AS status,
-            round({refund}, 2) AS refund_amount, max(refunded_at) AS refunded_at, min(_row) AS _row,
+            round({refund}, 2) AS refund_amount, max(refunded_at) AS refunded_at,
+            round({discount}, 2) AS discount_amount,
+            first(coupon_id ORDER BY _row) FILTER (WHERE coupon_id IS NOT NULL) AS coupon_id, min(_row) AS _row,
             count(DISTINCT user_id) AS _users
         FROM {lines} GROUP BY order_id
     """)
@@ -641,7 +649,7 @@ def _split_item_lines(raw, staging: _Staging, plans: dict, notes: _Messages, war
             -- a one-line order without a price column costs its amount
             coalesce(price, round({line_value} / quantity, 2),
                      CASE WHEN count(*) OVER (PARTITION BY order_id) = 1 THEN round(amount / quantity, 2) END) AS price,
-            _row
+            list_price, brand, _row
         FROM {lines}
     """)
     return {ORDERS.name: orders_t, ORDER_ITEMS.name: items_t}

@@ -2,7 +2,8 @@
 
 Explicit ``mapping`` ({canonical: source}, the CLI's ``--map order_id=单号``) wins; then a
 source column named like the canonical column; then a small table of synonyms that covers
-Chinese shop exports (Taobao/Tmall, JD, Youzan, Weidian: 订单号, 实付金额, 下单时间...) and
+Chinese shop exports (Taobao/Tmall, JD, Youzan, Weidian, Douyin, 小鹅通: 订单号, 实付金额, 下单时间,
+优惠金额, 优惠券, 原价/划线价, 品牌...) and
 common English names. Names are compared normalised: case-folded, without spaces, ``_``,
 ``-``, ``.`` and without a trailing unit in brackets ("实付金额(元)" is "实付金额").
 """
@@ -65,6 +66,18 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "variant": ("分组", "实验组", "variantname"),
     "outcome": ("结果",),
     "external_id": ("外部id", "externalid"),
+    # discounts (Youzan, Weidian, Douyin, 小鹅通 exports): the order's discount and its coupon;
+    # 优惠券 alone is the coupon (its name or code), never its value (优惠券金额 is not matched)
+    "discount_amount": (
+        "优惠金额", "订单优惠金额", "优惠总金额", "店铺优惠", "店铺优惠金额", "商家优惠", "商家优惠金额", "优惠合计",
+        "折扣金额", "discount", "discountamount", "totaldiscount",
+    ),
+    "coupon_id": ("优惠券id", "优惠券编号", "优惠券编码", "优惠券码", "券码", "优惠券", "优惠券名称", "couponid",
+                  "couponcode", "coupon"),
+    # the unit price before the discount (划线价 is the struck-through price on the product page)
+    "list_price": ("商品原价", "原价", "划线价", "商品划线价", "吊牌价", "市场价", "listprice", "originalprice",
+                   "msrp"),
+    "brand": ("品牌", "品牌名称", "商品品牌", "brandname"),
 }
 
 # synonyms that stand in only when nothing better is there (no ambiguity warning beside a better one)

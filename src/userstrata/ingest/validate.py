@@ -232,6 +232,12 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
                 more = says(col, r, " is more than amount ", " 大于金额 ")
                 check(f"{v} > {ident('v_amount')}", col, r,
                       more[0] + f" || {_quoted(ident('r_amount'))}", more[1] + f" || {_quoted(ident('r_amount'))}")
+            # a list price (划线价) below the price paid is a mix-up of the two columns
+            if col == "list_price" and "price" in spec.columns:
+                below = says(col, r, " is below the price paid ", " 低于成交单价 ")
+                check(f"round({v} * 100) < round({ident('v_price')} * 100)", col, r,
+                      below[0] + f" || {_quoted(ident('r_price'))} || {lit('; a list price is the price before discount')}",
+                      below[1] + f" || {_quoted(ident('r_price'))} || {lit('；原价（划线价）应是优惠前的价格')}")
         elif kind == "count":
             check(f"{r} IS NOT NULL AND TRY_CAST({ident('n_' + col)} AS DOUBLE) IS NULL", col, r,
                   *says(col, r, " is not a number", " 不是数字"))
@@ -267,7 +273,7 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
         rate = "CASE " + " ".join(f"WHEN v_currency = {lit(c)} THEN {lit(float(x))}" for c, x in rates.items()) + " ELSE 1.0 END"
     for col in spec.columns:
         v = ident("v_" + col)
-        if col in ("amount", "refund_amount") and rate != "1.0":
+        if col in ("amount", "refund_amount", "discount_amount") and rate != "1.0":
             v = f"round({v} * ({rate}), 2)"  # converted into the shop currency
         elif col == "currency" and rate != "1.0":
             v = f"CASE WHEN {v} IN ({', '.join(lit(c) for c in rates)}) THEN {lit(rules.currency)} ELSE {v} END"

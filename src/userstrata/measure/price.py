@@ -5,8 +5,10 @@ adjacent discount levels.
 - **Lines**: order items of paid orders (``schema.PURCHASE_STATUSES``) of known users placed on
   local days ``start..end``; ``price`` is the unit price of a line, ``quantity`` (default 1) its
   units; money in whole cents; refunds are not netted (the price is what was offered).
-- **Discount** of a price: ``1 - price / list`` where ``list`` is the SKU's highest price seen in
-  the period (sold lines and priced views); buckets ``0`` (full price), ``(0, 10%]``,
+- **Discount** of a price: ``1 - price / list`` where ``list`` is the line's ``list_price`` (the
+  price before discount, order_items) when it has one, else the SKU's list price: its highest
+  ``list_price`` in the period when any of its lines has one, else its highest price seen in the
+  period (sold lines and priced views); ``notes`` says which was used; buckets ``0`` (full price), ``(0, 10%]``,
   ``(10%, 30%]`` and ``> 30%``, compared in integer cents (``price * 10 >= list * 9`` is "at most
   10% off"). A SKU whose list price is 0 is always full price. At ``level="category"`` each line
   keeps its SKU's discount and the item is the SKU's category.
@@ -87,6 +89,14 @@ TEXT: dict[str, tuple[str, str]] = {
     "buyers_only": ("行为事件未记录商品：曝光按购买者计，转化率无法计算",
                     "the events name no item: exposed users are the buyers only, conversion is not defined"),
     "suppressed": ("少于 {n} 人的格子已隐藏", "cells under {n} users hidden"),
+    "list_list_price": ("折扣按每件商品的原价（list_price）计算",
+                        "discounts are measured against each item's list price (list_price)"),
+    "list_highest_price": ("商品没有原价（list_price）：折扣按该商品在期间内的最高售价计算",
+                           "the items carry no list price: discounts are measured against the SKU's highest "
+                           "price in the period"),
+    "list_mixed": ("{n} 个商品行中 {k} 行按原价（list_price）计算折扣，其余按该商品期间内的原价或最高售价",
+                   "{k} of {n} item lines measured against their list price (list_price), the rest against "
+                   "their SKU's list price or highest price in the period"),
 }
 
 text = functools.partial(i18n.pick, TEXT)  # text in zh or en
@@ -121,6 +131,7 @@ class _Inputs:
     cells: ir.Table  # group, item, bucket, user_id, units, cents
     index: ir.Table  # item, bucket, price_index numerator / denominator
     views: ir.Table  # item-naming views: total and unpriced
+    list_lines: ir.Table  # lines in the period and those with a list_price
 
 
 def price_cells(
@@ -135,10 +146,13 @@ def price_cells(
     paid = orders.filter(orders.status.isin(list(PURCHASE_STATUSES)), orders.user_id.notnull())
     paid = paid.select("order_id", "user_id", eday=_engine.epoch_day(clock.local_date(paid.ts)))
     paid = paid.filter(paid.eday >= lo, paid.eday <= hi)
+    own_list = (to_cents(order_items.list_price.cast("float64")) if "list_price" in order_items.columns
+                else ibis.null("int64"))
     items = order_items.select("order_id", "sku", "category", qty=order_items.quantity.fill_null(1).cast("int64"),
-                               price_c=to_cents(order_items.price))
+                               price_c=to_cents(order_items.price), own_c=own_list.cast("int64"))
     lines = paid.join(items, "order_id")
-    lines = lines.select("user_id", "eday", "sku", "category", "qty", "price_c")
+    lines = lines.select("user_id", "eday", "sku", "category", "qty", "price_c", "own_c")
+    list_lines = lines.aggregate(lines=lines.count(), with_list=lines.own_c.notnull().cast("int64").sum())
 
     # views that name a SKU, with their own price when they carry one
     if events is not None:
@@ -151,16 +165,18 @@ def price_cells(
     else:
         v = None
 
-    # the list price: the highest price seen in the period
-    seen = lines.select("sku", price_c=lines.price_c)
+    # the SKU's list price: its highest list_price in the period, else the highest price seen
+    seen = lines.select("sku", price_c=lines.price_c, own_c=lines.own_c)
     if v is not None:
-        seen = ibis.union(seen, v.filter(v.vprice_c.notnull()).select("sku", price_c=v.vprice_c), distinct=False)
-    lists = seen.group_by("sku").agg(list_c=seen.price_c.max())
+        seen = ibis.union(seen, v.filter(v.vprice_c.notnull()).select(
+            "sku", price_c=v.vprice_c, own_c=ibis.null("int64")), distinct=False)
+    lists = seen.group_by("sku").agg(list_c=ibis.coalesce(seen.own_c.max(), seen.price_c.max()))
     catalog = order_items.filter(order_items.sku.notnull()).group_by("sku").agg(
         cat=order_items.category.max()
     )
 
     lines = lines.join(lists, "sku")
+    lines = lines.mutate(list_c=ibis.coalesce(lines.own_c, lines.list_c))  # the line's own list price first
     lines = lines.mutate(bucket=_bucket(lines.price_c, lines.list_c),
                          item=(lines.sku if level == "sku" else lines.category.fill_null(NO_GROUP)))
     index = lines.group_by(["item", "bucket"]).agg(
@@ -194,7 +210,7 @@ def price_cells(
     else:
         cells = cells.mutate(group=ibis.literal(NO_GROUP))
     return _Inputs(cells=cells.select("group", "item", "bucket", "user_id", "units", "cents"), index=index,
-                   views=views)
+                   views=views, list_lines=list_lines)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +232,15 @@ class PriceSensitivity:
     by: str | None
     conf: float
     min_count: int | None
+    lines: int = 0  # item lines in the period
+    list_price_lines: int = 0  # of them, lines whose discount is measured from their own list_price
+
+    @property
+    def list_source(self) -> str:
+        """What the discounts are measured against: ``list_price``, ``highest_price`` or ``mixed``."""
+        if self.lines and self.list_price_lines == self.lines:
+            return "list_price"
+        return "mixed" if self.list_price_lines else "highest_price"
 
     def labelled(self, lang: str = "en") -> pd.DataFrame:
         out = self.table.copy()
@@ -223,7 +248,8 @@ class PriceSensitivity:
         return out.rename(columns={c: text(c, lang) for c in out.columns if c in TEXT})
 
     def notes(self, lang: str = "en") -> list[str]:
-        return [text("buyers_only", lang)] if self.exposure == "buyers" else []
+        out = [text("buyers_only", lang)] if self.exposure == "buyers" else []
+        return out + [text(f"list_{self.list_source}", lang, k=self.list_price_lines, n=self.lines)]
 
     def chart(self, lang: str = "en", item: str | None = None) -> Any:
         """Conversion (revenue per buyer when exposure is buyers only) by discount bucket, one line
@@ -285,6 +311,9 @@ def price_sensitivity(
     per_user = execute(inputs.cells)
     index = execute(inputs.index)
     views = execute(inputs.views)
+    listed = execute(inputs.list_lines)
+    n_lines = int(listed["lines"].fillna(0).iloc[0]) if len(listed) else 0
+    n_listed = int(listed["with_list"].fillna(0).iloc[0]) if len(listed) else 0
     n_views = int(views["views"].fillna(0).iloc[0]) if len(views) else 0
     unpriced = int(views["unpriced_views"].fillna(0).iloc[0]) if len(views) else 0
     exposure = "views" if n_views > 0 else "buyers"
@@ -323,7 +352,7 @@ def price_sensitivity(
     return PriceSensitivity(table=table[[*cols, "bucket_index"]].reset_index(drop=True), elasticity=elasticity,
                             pooled=pooled.reset_index(drop=True), exposure=exposure, views=n_views,
                             unpriced_views=unpriced, start=start, end=end, level=level, by=by, conf=conf,
-                            min_count=min_count)
+                            min_count=min_count, lines=n_lines, list_price_lines=n_listed)
 
 
 def _cells(per_user: pd.DataFrame, keys: list[str], exposure: str, conf: float) -> pd.DataFrame:
