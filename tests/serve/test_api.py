@@ -222,7 +222,17 @@ def test_segment_export_plan_and_runs(served):
         if run["status"] in ("done", "failed"):
             break
         time.sleep(0.1)
-    assert run["status"] == "done" and run["steps_done"] == ["snapshot", "alerts", "reload"], run
+    assert run["status"] == "done" and run["steps_done"] == ["snapshot", "alerts", "reload", "pages"], run
+    # the run made the pages' aggregates: viewing the plan page now computes no plan
+    calls = []
+    plan_of = ws.plan
+    ws.plan = lambda *a, **k: calls.append(a) or plan_of(*a, **k)
+    try:
+        client.cookies.set("userstrata_token", tokens["operator"])
+        assert client.get("/dashboard/plan?lang=zh").status_code == 200 and calls == []
+    finally:
+        ws.plan = plan_of
+        client.cookies.clear()
     _is_error(client.get("/v1/runs/nope", headers=operator), 404, "not_found")
 
 

@@ -25,6 +25,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
@@ -288,12 +289,13 @@ def _utcnow() -> dt_.datetime:
 
 
 class Runs:
-    """Background recomputations, one at a time: snapshot, alerts, reload of the served profiles."""
+    """Background recomputations, one at a time: snapshot, alerts, reload of the served profiles,
+    then the dashboard pages' aggregates (``warm``)."""
 
-    STEPS = ("snapshot", "alerts", "reload")
+    STEPS = ("snapshot", "alerts", "reload", "pages")
 
-    def __init__(self, state: "ServeState"):
-        self.state = state
+    def __init__(self, state: "ServeState", warm: Callable[[], Any] | None = None):
+        self.state, self.warm = state, warm
         self.runs: dict[str, dict] = {}
         self.busy = threading.Lock()
 
@@ -324,6 +326,9 @@ class Runs:
             written, state.since_run = state.since_run, None
             state.refresh(sorted(written))
             run["steps_done"].append("reload")
+            if self.warm is not None:  # the dashboard's pages read these instead of computing on view
+                self.warm()
+                run["steps_done"].append("pages")
             run["status"] = "done"
         except Exception as exc:  # a failed run is reported, never lost in a thread
             log.exception("run %s failed", run_id)
@@ -437,9 +442,10 @@ def create_app(workspace: str | Path | Workspace, *, settings: Any = None, reque
     app = FastAPI(title="userstrata", version=__version__,
                   description="User value stratification and lifecycle operations (用户价值分层与生命周期运营)")
     app.state.serve = state
-    runs = Runs(state)
+    pages = dashboard_router(state)
+    runs = Runs(state, warm=pages.warm)
     limit = RateLimit(requests_per_minute)
-    app.include_router(dashboard_router(state))
+    app.include_router(pages)
 
     app.add_middleware(FastLookup, state=state, limit=limit)
     app.add_middleware(LimitSize)

@@ -154,7 +154,8 @@ def dashboard_router(state) -> APIRouter:
     def sections(lang: str, operator: bool) -> list[Section]:
         key = (state.as_of, lang)
         if key not in cache:
-            cache.clear()  # a new snapshot: the old pages are stale
+            if any(day != state.as_of for day, _ in cache):
+                cache.clear()  # a new snapshot: the old pages are stale (both languages stay otherwise)
             with state.lock:
                 cache[key] = workspace_sections(state.ws, state.as_of, lang=lang,
                                                 profile=state.profiles.reset_index(drop=True))
@@ -186,6 +187,35 @@ def dashboard_router(state) -> APIRouter:
             except UserstrataError as exc:
                 kept[key] = exc
         return kept[key]
+
+    # what the pages show, made once per snapshot (the same call for a page view and a run's warm-up)
+    def plan_result():
+        return kept_result(("plan",), lambda: state.ws.plan(state.as_of + dt_.timedelta(days=1), PLAN_DAYS))
+
+    def campaigns_result():
+        return kept_result(("campaigns",), lambda: abtest_campaigns(state.ws.table("touches")))
+
+    def abtest_result(name: str):
+        return kept_result(("abtest", name), lambda: state.ws.abtest(name))
+
+    def forecast_result():
+        as_of = state.as_of
+        return kept_result(("forecast",), lambda: state.ws.migration_forecast(
+            shift_months(as_of, -FORECAST["months"]), as_of, FORECAST["every"], periods=FORECAST["periods"]))
+
+    def warm() -> list[str]:
+        """Compute every page's aggregates for the current snapshot (both languages), so that the
+        first view after a run reads them instead of computing; what failed is kept as its error."""
+        for lang in ("zh", "en"):
+            sections(lang, True)
+        plan_result()
+        forecast_result()
+        names = campaigns_result()
+        if names and not isinstance(names, UserstrataError):
+            abtest_result(names[0])
+        return sorted(str(k[0]) for k in kept if k != "as_of")
+
+    router.warm = warm  # called by POST /v1/runs after the reload (serve/app.py)
 
     def page(lang: str, path: str, parts: list[Section], *, subtitle: str, before: str = "",
              query: str = "") -> HTMLResponse:
@@ -266,7 +296,7 @@ def dashboard_router(state) -> APIRouter:
         if token is None:
             return RedirectResponse(f"/?lang={lang}", status_code=303)
         start = state.as_of + dt_.timedelta(days=1)
-        result = kept_result(("plan",), lambda: state.ws.plan(start, PLAN_DAYS))
+        result = plan_result()
         subtitle = _t("plan.sub", lang, start=start, days=PLAN_DAYS)
         if isinstance(result, UserstrataError):
             return page(lang, "/dashboard/plan", [], subtitle=subtitle, before=_failed(result, lang))
@@ -280,7 +310,7 @@ def dashboard_router(state) -> APIRouter:
         token = signed_in(userstrata_token)
         if token is None:
             return RedirectResponse(f"/?lang={lang}", status_code=303)
-        names = kept_result(("campaigns",), lambda: abtest_campaigns(state.ws.table("touches")))
+        names = campaigns_result()
         if isinstance(names, UserstrataError):
             names = []
         chosen = name if name is not None else (names[0] if names else None)
@@ -296,7 +326,7 @@ def dashboard_router(state) -> APIRouter:
             missing = _t("ab.none", lang) if chosen is None else _t("ab.unknown", lang, name=chosen)
             return page(lang, "/dashboard/abtests", [], subtitle=subtitle,
                         before=form + f"<section><p>{html.escape(missing)}</p></section>")
-        result = kept_result(("abtest", chosen), lambda: state.ws.abtest(chosen))
+        result = abtest_result(chosen)
         if isinstance(result, UserstrataError):
             return page(lang, "/dashboard/abtests", [], subtitle=subtitle, before=form + _failed(result, lang),
                         query=query)
@@ -311,8 +341,7 @@ def dashboard_router(state) -> APIRouter:
         if token is None:
             return RedirectResponse(f"/?lang={lang}", status_code=303)
         as_of = state.as_of
-        result = kept_result(("forecast",), lambda: state.ws.migration_forecast(
-            shift_months(as_of, -FORECAST["months"]), as_of, FORECAST["every"], periods=FORECAST["periods"]))
+        result = forecast_result()
         # the Sankey of the overview (the report's migration section, kept with the other sections)
         sankey = [s for s in sections(lang, token.allows("operator")) if s.key == "migration"]
         subtitle = _t("as_of", lang).format(day=as_of, users=len(state.profiles))
