@@ -14,12 +14,17 @@ from userstrata.segments import build_profile
 AS_OF = dt_.date(2024, 6, 30)
 
 
+def rows_frame(name: str, rows: list[tuple] | None = None) -> pd.DataFrame:
+    """Tuples in column order as a frame of canonical table ``name``; a tuple shorter than the
+    table leaves the trailing (optional) columns empty."""
+    columns = list(CANONICAL[name].columns)
+    return pd.DataFrame([tuple(r) + (None,) * (len(columns) - len(r)) for r in rows or []], columns=columns)
+
+
 def table(name: str, rows: list[tuple] | None = None) -> ibis.Table:
-    """A canonical table from tuples in column order (timestamps as 'YYYY-MM-DD HH:MM' UTC); a
-    tuple shorter than the table leaves the trailing (optional) columns empty."""
+    """A canonical table from tuples in column order (timestamps as 'YYYY-MM-DD HH:MM' UTC)."""
     spec = CANONICAL[name]
-    width = len(spec.columns)
-    frame = pd.DataFrame([tuple(r) + (None,) * (width - len(r)) for r in rows or []], columns=list(spec.columns))
+    frame = rows_frame(name, rows)
     for col, typ in spec.schema.items():
         if typ.is_timestamp():
             frame[col] = pd.to_datetime(frame[col])

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from builders import event, order, table
+from builders import event, order, rows_frame, table
 from userstrata.config import AlertSettings, Settings
 from userstrata.errors import InputError
 from userstrata.features._time import Clock
@@ -258,9 +258,7 @@ def test_segment_by_unknown_column_is_an_input_error(con):
 
 
 def _frame(rows: list[tuple], name: str) -> pd.DataFrame:
-    from userstrata.schema import CANONICAL
-
-    frame = pd.DataFrame(rows, columns=list(CANONICAL[name].columns))
+    frame = rows_frame(name, rows)
     return frame.drop(columns=[c for c in ("anonymous_id", "session_id", "properties") if c in frame])
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from builders import order, table
+from builders import order, rows_frame, table
 from userstrata.charts import save
 from userstrata.datasets import simulate_shop
 from userstrata.errors import InputError
@@ -140,7 +140,7 @@ def test_cli_patterns(tmp_path, monkeypatch):
     monkeypatch.setattr(_app.console, "width", 200)  # no folded cells
     path = tmp_path / "shop.duckdb"
     with Workspace.open(path) as ws:
-        frame = pd.DataFrame(ORDERS, columns=list(CANONICAL["orders"].columns))
+        frame = rows_frame("orders", ORDERS)
         for col in ("ts", "refunded_at"):
             frame[col] = pd.to_datetime(frame[col])
         ws.load_frame("orders", frame, source="test")

@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 from scipy.special import hyp2f1
 
-from builders import order, table
+from builders import order, rows_frame, table
 from userstrata.config import Settings
 from userstrata.datasets import load_cdnow
 from userstrata.errors import InputError
@@ -252,7 +252,7 @@ ORDERS_BY_HAND = [
 
 def _pandas_count(rows, *, cutoff, end):
     """The cohort's repeat purchase days per local day, counted with plain pandas."""
-    frame = pd.DataFrame(rows, columns=list(ORDERS.schema.names))
+    frame = rows_frame("orders", rows)
     frame = frame[frame["status"].isin(["paid", "completed", "refunding", "partially_refunded", "refunded"])]
     local = pd.to_datetime(frame["ts"]).dt.tz_localize("UTC").dt.tz_convert("Asia/Shanghai").dt.tz_localize(None)
     days = frame.assign(day=local.dt.normalize())[["user_id", "day"]].drop_duplicates()
