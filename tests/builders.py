@@ -21,6 +21,22 @@ def rows_frame(name: str, rows: list[tuple] | None = None) -> pd.DataFrame:
     return pd.DataFrame([tuple(r) + (None,) * (len(columns) - len(r)) for r in rows or []], columns=columns)
 
 
+def canonical_frames(files: dict, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """The simulator's files of ``names`` as canonical frames: every column of the table (missing
+    ones empty), timestamps naive UTC as the store keeps them."""
+    frames = {}
+    for name in names:
+        spec = CANONICAL[name]
+        f = pd.read_parquet(files[name])
+        for col in spec.columns:
+            if col not in f:
+                f[col] = None
+            elif f[col].dtype.kind == "M" and getattr(f[col].dt, "tz", None) is not None:
+                f[col] = f[col].dt.tz_convert("UTC").dt.tz_localize(None)
+        frames[name] = f[list(spec.columns)]
+    return frames
+
+
 def table(name: str, rows: list[tuple] | None = None) -> ibis.Table:
     """A canonical table from tuples in column order (timestamps as 'YYYY-MM-DD HH:MM' UTC)."""
     spec = CANONICAL[name]

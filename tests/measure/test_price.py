@@ -9,7 +9,7 @@ import ibis
 import numpy as np
 import pandas as pd
 import pytest
-from builders import order, table
+from builders import canonical_frames, order, table
 
 from userstrata.datasets import simulate_shop
 from userstrata.errors import InputError
@@ -157,16 +157,7 @@ def test_bad_options_say_what_was_expected():
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     files = simulate_shop(200, tmp_path_factory.mktemp("sim"), seed=4, end=dt.date(2024, 6, 30), days=150)
-    frames = {}
-    for name in ("orders", "order_items"):
-        spec = CANONICAL[name]
-        f = pd.read_parquet(files[name])
-        for col in spec.columns:
-            if col not in f:
-                f[col] = None
-            elif f[col].dtype.kind == "M" and getattr(f[col].dt, "tz", None) is not None:
-                f[col] = f[col].dt.tz_convert("UTC").dt.tz_localize(None)
-        frames[name] = f[list(spec.columns)]
+    frames = canonical_frames(files, ("orders", "order_items"))
     # the simulator sells at list price: mark down every third line of even orders by 25% or 5%
     items = frames["order_items"].copy()
     pos = np.arange(len(items))

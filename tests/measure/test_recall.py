@@ -7,7 +7,7 @@ import math
 import ibis
 import pandas as pd
 import pytest
-from builders import event, order, table
+from builders import canonical_frames, event, order, table
 
 from userstrata.datasets import simulate_shop
 from userstrata.errors import InputError
@@ -208,16 +208,7 @@ def test_chart_has_bars_with_error_bars_in_both_languages():
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     files = simulate_shop(200, tmp_path_factory.mktemp("sim"), seed=3, end=dt.date(2024, 6, 30), days=150)
-    frames = {}
-    for name in ("orders", "touches"):
-        spec = CANONICAL[name]
-        f = pd.read_parquet(files[name])
-        for col in spec.columns:
-            if col not in f:
-                f[col] = None
-            elif f[col].dtype.kind == "M" and getattr(f[col].dt, "tz", None) is not None:
-                f[col] = f[col].dt.tz_convert("UTC").dt.tz_localize(None)
-        frames[name] = f[list(spec.columns)]
+    frames = canonical_frames(files, ("orders", "touches"))
     return frames
 
 
