@@ -161,6 +161,12 @@ _LABELS: dict[str, dict[str, str]] = {
         "en": "backtest: the last period forecast from the earlier ones, mean absolute error of the shares {mean_abs_error:.1%}, largest {max_abs_error:.1%}",
     },
     "migration.written": {"zh": "变动用户明细已写入", "en": "Users who moved written to"},
+    "migration.open_title": {"zh": "含新进入与离开的人数预测：未来 {n} 期（每期 {every}）",
+                             "en": "Users per state with arrivals and departures: {n} periods of {every} ahead"},
+    "migration.entries": {"zh": "每期新进入（历史平均）：{items}", "en": "arrivals per period (mean so far): {items}"},
+    "migration.exits": {"zh": "每期离开概率：{items}", "en": "chance of leaving per period: {items}"},
+    "migration.absorbing": {"zh": "吸收状态（进入后从未离开）：{items}", "en": "absorbing states (nobody in them ever left): {items}"},
+    "migration.reentry": {"zh": "回流：每期回到活跃阶段的概率 {items}", "en": "re-entry: chance per period of coming back to an active stage {items}"},
     # profile depth (segments/profile.py with_depth; features/realisation.py, features/tags.py)
     "col.realisation_index": {"zh": "价值实现指数", "en": "Value realisation index"},
     "col.purchases_unused": {"zh": "未使用的购买", "en": "Purchases not used"},

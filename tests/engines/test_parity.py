@@ -242,6 +242,8 @@ def test_migration_forecast(on_duckdb, on_spark):
     start = END - dt.timedelta(days=180)
     duck = on_duckdb.migration_forecast(start, END, "1q", periods=2, n_boot=20)
     spark = on_spark.migration_forecast(start, END, "1q", periods=2, n_boot=20)
-    for name in ("matrix", "shares", "low", "high"):
+    for name in ("matrix", "shares", "low", "high", "flows", "counts"):
         pd.testing.assert_frame_equal(getattr(spark, name), getattr(duck, name), obj=name)
+    pd.testing.assert_series_equal(spark.entries, duck.entries)
     assert (spark.stability, spark.backtest) == (duck.stability, duck.backtest)
+    assert (spark.absorbing, spark.reentry) == (duck.absorbing, duck.reentry)

@@ -240,3 +240,39 @@ def test_forecast_intervals_cover_the_true_projection_at_about_their_level():
     rate = float(np.mean(covered))
     print(f"coverage of the 90% intervals: {rate:.3f} over {len(covered)} intervals")
     assert 0.82 <= rate <= 0.97, rate
+
+
+def _lifecycle(states: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": list(states), "lifecycle": list(states.values())})
+
+
+def test_open_population_counts_entries_exits_and_reentry_by_hand():
+    from userstrata.segments.migration import forecast
+
+    p0 = {**{f"g{i}": "growth" for i in range(10)}, **{f"d{i}": "dormant" for i in range(4)}, "c0": "churned",
+          "c1": "churned"}
+    # period 1: growth 6 stay, 2 dormant, 2 gone; dormant d0 back to growth, d1 d2 churn, d3 stays; 3 arrive
+    p1 = {**{f"g{i}": "growth" for i in range(6)}, "g6": "dormant", "g7": "dormant", "d0": "growth",
+          "d1": "churned", "d2": "churned", "d3": "dormant", "c0": "churned", "c1": "churned",
+          **{f"n{i}": "new" for i in range(3)}}
+    # period 2: growth g0-g4 stay, g5 gone, d0 dormant; dormant g6 back to growth, g7 churns, d3 gone;
+    # churned stay; new n0 to growth, n1 n2 stay new; 5 arrive
+    p2 = {**{f"g{i}": "growth" for i in range(5)}, "d0": "dormant", "g6": "growth", "g7": "churned",
+          "c0": "churned", "c1": "churned", "d1": "churned", "d2": "churned", "n0": "growth", "n1": "new",
+          "n2": "new", **{f"m{i}": "new" for i in range(5)}}
+    f = forecast([_lifecycle(p0), _lifecycle(p1), _lifecycle(p2)], periods=2, by="lifecycle", n_boot=5)
+    # pooled rows by hand: growth 17 (11 growth, 3 dormant, 3 gone); dormant 7 (2 growth, 1 dormant,
+    # 3 churned, 1 gone); churned 6 (all stay); new 3 (1 growth, 2 new)
+    assert f.flows.loc["growth", ["growth", "dormant", GONE]].tolist() == pytest.approx([11 / 17, 3 / 17, 3 / 17])
+    assert f.flows.loc["dormant", ["growth", "dormant", "churned", GONE]].tolist() == pytest.approx(
+        [2 / 7, 1 / 7, 3 / 7, 1 / 7])
+    assert f.reentry == pytest.approx({"dormant": 2 / 7, "churned": 0.0})
+    assert f.absorbing == ("churned",)  # "new" is not: one of them moved on
+    assert f.entries["new"] == pytest.approx(4.0) and f.entries.drop("new").eq(0).all()
+    # the last profile: growth 7, dormant 1, churned 5, new 7; one period ahead by hand
+    assert f.counts.loc[0, ["growth", "dormant", "churned", "new"]].tolist() == [7, 1, 5, 7]
+    want = {"growth": 7 * 11 / 17 + 1 * 2 / 7 + 7 * 1 / 3, "dormant": 7 * 3 / 17 + 1 * 1 / 7,
+            "churned": 5 + 1 * 3 / 7, "new": 7 * 2 / 3 + 4}
+    assert f.counts.loc[1, list(want)].tolist() == pytest.approx(list(want.values()))
+    stay = f.flows[list(f.counts.columns)].to_numpy()
+    np.testing.assert_allclose(f.counts.loc[2].to_numpy(), f.counts.loc[1].to_numpy() @ stay + f.entries.to_numpy())

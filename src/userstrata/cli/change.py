@@ -28,7 +28,7 @@ from userstrata.cli._app import (
 )
 from userstrata.cli.output import cell, line
 from userstrata.cli.profile import AsOfOpt
-from userstrata.segments.migration import forecast_chart, migration_sankey
+from userstrata.segments.migration import GONE, forecast_chart, migration_sankey
 
 BY = ("tier", "lifecycle", "rfm_cell")
 
@@ -185,3 +185,20 @@ def print_forecast(ahead, periods: int, every: str, lang: str) -> None:
     line(escape(t("migration.stability", lang).format(stability=ahead.stability)))
     if ahead.backtest:
         line(escape(t("migration.forecast_backtest", lang).format(**ahead.backtest)))
+    if ahead.counts is None:
+        return
+    view = Table(title=t("migration.open_title", lang).format(n=periods, every=every))
+    view.add_column(t("migration.periods_ahead", lang), justify="right")
+    for col in ahead.counts.columns:
+        view.add_column(_state_name(col, lang), justify="right")
+    for k in ahead.counts.index:
+        view.add_row(str(k), *(f"{ahead.counts.loc[k, c]:,.0f}" for c in ahead.counts.columns))
+    console.print(view)
+    sep = "、" if lang == "zh" else ", "
+    named = lambda values, fmt: sep.join(f"{_state_name(s, lang)} {fmt.format(v)}" for s, v in values)  # noqa: E731
+    line(escape(t("migration.entries", lang).format(items=named(ahead.entries.items(), "{:,.0f}"))))
+    line(escape(t("migration.exits", lang).format(items=named(ahead.flows[GONE].items(), "{:.1%}"))))
+    if ahead.absorbing:
+        line(escape(t("migration.absorbing", lang).format(items=sep.join(_state_name(s, lang) for s in ahead.absorbing))))
+    if ahead.reentry:
+        line(escape(t("migration.reentry", lang).format(items=named(ahead.reentry.items(), "{:.1%}"))))

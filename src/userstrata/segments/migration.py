@@ -134,6 +134,14 @@ class Forecast:
     distance between a row of one period's own matrix and the pooled row (0 = the same every
     period). ``backtest``: the forecast one period ahead from all but the last period against the
     shares actually seen in the last one (``mean_abs_error``), when there are at least two periods.
+
+    The open population, with entry and exit made explicit: ``flows`` is the pooled matrix over
+    the states plus ``gone`` (rows: users with a state at the start of a period, so a row's ``gone``
+    is the chance of leaving in a period); ``entries`` the mean number of users who appear in each
+    state per period (``new``: a first purchase, a registration); ``counts`` the projected number of
+    users per state, ``n_k+1 = n_k @ flows[states] + entries``. ``absorbing``: states that nobody
+    seen in them ever left. ``reentry``: for the lifecycle, the chance per period that a dormant or
+    churned user comes back to an active stage.
     """
 
     by: str
@@ -143,6 +151,15 @@ class Forecast:
     high: pd.DataFrame
     stability: float
     backtest: dict
+    flows: pd.DataFrame | None = None
+    entries: pd.Series | None = None
+    counts: pd.DataFrame | None = None
+    absorbing: tuple[str, ...] = ()
+    reentry: dict | None = None
+
+
+# lifecycle stages a user leaves the active life by; coming back from them is re-entry
+_EXIT_STAGES = ("dormant", "churned")
 
 
 def _pairs(profiles: list[pd.DataFrame], by: str) -> list[pd.DataFrame]:
@@ -213,8 +230,35 @@ def forecast(profiles: list[pd.DataFrame], *, periods: int = 4, by: str = "tier"
                     "max_abs_error": float(np.abs(predicted - actual).max())}
     index = pd.RangeIndex(periods + 1, name="periods_ahead")
     frame = lambda a: pd.DataFrame(a, index=index, columns=list(states))  # noqa: E731
+    flows, entries, counts, absorbing, reentry = _open_population(profiles, by, states, periods)
     return Forecast(by, pd.DataFrame(P, index=pd.Index(states, name="from"), columns=pd.Index(states, name="to")),
-                    frame(point), frame(low), frame(high), stability, backtest)
+                    frame(point), frame(low), frame(high), stability, backtest,
+                    flows=flows, entries=entries, counts=frame(counts), absorbing=absorbing, reentry=reentry)
+
+
+def _open_population(profiles: list[pd.DataFrame], by: str, states: tuple[str, ...], periods: int):
+    """Flows with ``gone``, mean entries per period, projected counts, absorbing states, re-entry."""
+    steps = [migration(a, b, by=by).counts for a, b in zip(profiles, profiles[1:])]
+    pooled = sum(c.loc[list(states)] for c in steps).astype(np.float64)  # rows: states; columns: states + gone
+    totals = pooled.sum(axis=1)
+    flows = pooled.div(totals.where(totals > 0, 1.0), axis=0)
+    for s in states:  # a state nobody was in keeps its (no) users: an identity row, as in the closed matrix
+        if totals[s] == 0:
+            flows.loc[s, s] = 1.0
+    flows.index.name, flows.columns.name = "from", "to"
+    entries = pd.Series([float(np.mean([c.loc[NEW, s] for c in steps])) for s in states], index=list(states),
+                        name="entries")
+    n = _states(profiles[-1], by, "last").dropna().value_counts().reindex(list(states), fill_value=0)
+    stay = flows[list(states)].to_numpy()
+    rows = [n.to_numpy(np.float64)]
+    for _ in range(periods):
+        rows.append(rows[-1] @ stay + entries.to_numpy())
+    absorbing = tuple(s for s in states if totals[s] > 0 and flows.loc[s, s] == 1.0)
+    reentry = None
+    if by == "lifecycle":
+        active = [s for s in states if s not in _EXIT_STAGES]
+        reentry = {s: float(flows.loc[s, active].sum()) for s in _EXIT_STAGES if totals[s] > 0}
+    return flows, entries, np.array(rows), absorbing, reentry
 
 
 def _state_label(state: str, lang: str) -> str:
