@@ -60,6 +60,7 @@ def test_unchanged_users_get_their_batch_profile_back(shop):
     batch = ws.profile(END).to_pandas()
     kept = realtime.thresholds(batch, ws.settings)
     query = realtime.TouchedQuery(ws.store.con, ws._tables, ws.settings)
+    query.prepare(END)
     fresh = realtime.apply_thresholds(query.features(list(batch["user_id"]), END), kept, ws.settings)
     fresh = fresh.set_index("user_id", drop=False).loc[batch["user_id"]]
     assert len(fresh) == len(batch) and batch["tier"].nunique() == 4  # every tier is exercised

@@ -182,12 +182,18 @@ class ServeState:
         return sum(u in self._fresh for u in wanted)
 
     def _refresh_now(self, users: list[str]) -> None:
+        # the queries read committed data on the query's own cursor, outside the workspace lock: the
+        # next batch loads meanwhile (compiling, and the as_of it is compiled for, need the lock)
         with self.lock:
-            day = self.query.latest_day(users)
+            query = self.query
+            query.prepare(self.realtime_as_of)
+        day = query.latest_day(users)
+        with self.lock:
             if day is not None and day > self.realtime_as_of:
                 self.realtime_as_of = day
-            fresh = self.query.features(users, self.realtime_as_of)
-            thresholds = self.thresholds
+            as_of, thresholds = self.realtime_as_of, self.thresholds
+            query.prepare(as_of)
+        fresh = query.features(users, as_of)
         fresh = realtime.apply_thresholds(fresh, thresholds, self.ws.settings)
         base = self._base
         for column in fresh.columns.intersection(base.columns):

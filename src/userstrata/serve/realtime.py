@@ -34,6 +34,7 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from userstrata import i18n
 from userstrata.config import Settings
@@ -305,7 +306,9 @@ class TouchedQuery:
     touched users' rows, not an Ibis compilation (about a second) nor a pass over everyone.
 
     ``backend`` is the workspace's Ibis DuckDB backend, ``tables()`` its canonical tables
-    (identities stitched). Not thread-safe: callers hold the workspace's lock.
+    (identities stitched). The queries run on a cursor of their own (a second connection to the
+    same database, reading committed data), so the next batch can load while they run; compiling
+    uses the backend and needs the caller's workspace lock. One query at a time.
     """
 
     TOUCHED = "_userstrata_touched_users"
@@ -313,26 +316,30 @@ class TouchedQuery:
     def __init__(self, backend, tables, settings: Settings):
         self.backend, self.tables, self.settings = backend, tables, settings
         self._sql: dict[object, str] = {}
+        # the backend only compiles: its stand-in of the touched users carries the column's type
+        backend.con.register(self.TOUCHED, pa.table({"user_id": pa.array([], pa.string())}))
+        self.cursor = backend.con.cursor()
+        self.cursor.execute("SET TimeZone = 'UTC'")  # a session setting: the backend's own (_engine.connect)
 
-    def _compiled(self, key: object, build) -> str:
-        if key not in self._sql:
-            self._sql[key] = str(self.backend.compile(build(self.tables(), self.backend.table(self.TOUCHED))))
-        return self._sql[key]
+    def prepare(self, as_of: dt_.date) -> None:
+        """Compile (once) the queries for ``as_of``: the caller holds the workspace's lock."""
+        self._sql = {k: v for k, v in self._sql.items() if k in ("latest_day", as_of)}  # one as_of at a time
+        for key, build in (("latest_day", lambda t, u: latest_day(t, u, settings=self.settings, engine="duckdb")
+                                                      .name("day").as_table()),
+                           (as_of, lambda t, u: touched_features(t, u, as_of=as_of, settings=self.settings,
+                                                                 engine="duckdb"))):
+            if key not in self._sql:
+                self._sql[key] = str(self.backend.compile(build(self.tables(), self.backend.table(self.TOUCHED))))
 
-    def _register(self, users: list[str]) -> None:
-        self.backend.con.register(self.TOUCHED, pd.DataFrame({"user_id": pd.array(users, dtype=object)}))
+    def _run(self, key: object, users: list[str]):
+        self.cursor.register(self.TOUCHED, pd.DataFrame({"user_id": pd.array(users, dtype=object)}))
+        return self.cursor.execute(self._sql[key])
 
     def latest_day(self, users: list[str]) -> dt_.date | None:
-        self._register(users)
-        sql = self._compiled("latest_day", lambda t, u: latest_day(t, u, settings=self.settings, engine="duckdb")
-                             .name("day").as_table())
-        day = self.backend.con.execute(sql).fetchone()[0]
+        """The last local day of the users' data (``prepare`` first)."""
+        day = self._run("latest_day", users).fetchone()[0]
         return None if day is None or pd.isna(day) else pd.Timestamp(day).date()
 
     def features(self, users: list[str], as_of: dt_.date) -> pd.DataFrame:
-        self._register(users)
-        if len(self._sql) > 8:  # one as_of at a time in practice; never grow without bound
-            self._sql = {k: v for k, v in self._sql.items() if k == "latest_day"}
-        sql = self._compiled(as_of, lambda t, u: touched_features(t, u, as_of=as_of, settings=self.settings,
-                                                                 engine="duckdb"))
-        return self.backend.con.execute(sql).fetchdf()
+        """:func:`touched_features` of ``users`` as of ``as_of`` (``prepare(as_of)`` first)."""
+        return self._run(as_of, users).fetchdf()
