@@ -67,7 +67,11 @@ def spark_session(master: str | None, tables: str | None, table_format: str, nam
     builder = SparkSession.builder.appName("userstrata").config("spark.sql.session.timeZone", "UTC")
     if master:
         builder = builder.master(master).config("spark.ui.enabled", "false")
+    if master and master.startswith("local"):  # our own session: its stage bars and warnings would bury the output
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
     session = builder.getOrCreate()
+    if master and master.startswith("local"):
+        session.sparkContext.setLogLevel("ERROR")
     if tables is None:
         return session
     if tables.startswith("db:"):

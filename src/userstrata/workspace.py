@@ -21,7 +21,7 @@ import pandas as pd
 from userstrata import ingest
 from userstrata.activate.segments import BUILT_IN, Segment, columns_used, defined_segments, resolve, segment_members
 from userstrata.config import Settings
-from userstrata.errors import NotFoundError
+from userstrata.errors import InputError, NotFoundError
 from userstrata.features._time import Clock
 from userstrata.ingest.identity import IdentityMap, attribute_tables, stitch
 from userstrata.features import purchases
@@ -50,7 +50,7 @@ class Workspace:
         """Open a workspace: a DuckDB file (default ``userstrata.duckdb``), ``":memory:"`` or a SparkSession.
 
         On Spark the tables are the session's views named ``orders``, ``events``... and
-        loading is refused (docs/engines.md).
+        loading validates lake files on Spark (docs/lake.md).
 
         ``settings`` is a ``Settings`` or the path of a ``userstrata.toml``; by default
         ``./userstrata.toml`` is read when present.
@@ -67,10 +67,31 @@ class Workspace:
         return self.store.table(name)
 
     # -- loading ------------------------------------------------------------------------
-    def load(self, table: str, path: str | Path, **options: Any) -> ingest.LoadReport:
-        """Validate and load a file into a canonical table (see ``ingest.load_file``)."""
+    def load(self, table: str, path: str | Path, **options: Any) -> Any:
+        """Validate and load a file into a canonical table (see ``ingest.load_file``). On Spark:
+        Parquet/Delta/CSV files already in the lake, validated on Spark by the same rules and
+        appended under ``[engine.spark] tables`` (``ingest.lake.load_lake``, docs/lake.md)."""
+        if self.store.engine == "spark":
+            return self._load_lake(table, path, **options)
         self.store.require_duckdb("loading files")
         return ingest.load_file(self.store, table, path, **options)
+
+    def _load_lake(self, table: str, path: str | Path, **options: Any) -> Any:
+        from userstrata.ingest.lake import load_lake  # noqa: PLC0415
+
+        conf = self.settings.engine.spark
+        if conf.tables is None or conf.tables.startswith("db:"):
+            raise InputError("loading on Spark writes under [engine.spark] tables, which is not a folder",
+                             hint='set [engine.spark] tables = "/lake/warehouse" (docs/lake.md)',
+                             zh="在 Spark 上导入会写入 [engine.spark] tables 指定的文件夹，但它没有设置为文件夹",
+                             hint_zh='请设置 [engine.spark] tables = "/lake/warehouse"（见 docs/lake.md）')
+        unknown = set(options) - {"mapping", "format"}
+        if unknown:
+            raise InputError(f"loading on Spark takes mapping and format, not {', '.join(sorted(unknown))}",
+                             zh=f"在 Spark 上导入只接受 mapping 和 format，不接受 {', '.join(sorted(unknown))}")
+        return load_lake(self.store.con._session, table, path, settings=self.settings,
+                         mapping=options.get("mapping"), format=options.get("format", conf.format),
+                         target=conf.tables)
 
     def load_frame(self, table: str, data: Any, *, source: str, keep_pii: bool = False) -> ingest.LoadReport:
         self.store.require_duckdb("loading data")
@@ -83,7 +104,8 @@ class Workspace:
                       max_links=max_links or self.settings.identity.max_links)
 
     def rejects(self, **filters: Any) -> pd.DataFrame:
-        self.store.require_duckdb("listing rejected rows (kept by loads)")
+        if not (self.store.engine == "spark" and "rejects" in self.store.con.list_tables()):  # lake loads keep them
+            self.store.require_duckdb("listing rejected rows (kept by loads)")
         return ingest.list_rejects(self.store, **filters)
 
     def loads(self) -> pd.DataFrame:
@@ -448,6 +470,27 @@ class Workspace:
     @staticmethod
     def rfm_grid(profile: pd.DataFrame) -> pd.DataFrame:
         return rfm_grid_summary(profile)
+
+    def export_tables(self, folder: str | Path) -> dict[str, Path]:
+        """The canonical tables, as loaded and validated, as ``<folder>/<table>.parquet`` (timestamps
+        naive UTC in microseconds, which Spark reads): the lake a Spark workspace opens
+        (``[engine.spark] tables``, docs/engines.md)."""
+        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        from userstrata.schema import CANONICAL  # noqa: PLC0415
+
+        self.store.require_duckdb("exporting the loaded tables")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name, spec in CANONICAL.items():
+            table = self.table(name).select(*spec.columns).to_pyarrow()
+            micro = pa.schema([pa.field(f.name, pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f
+                               for f in table.schema])
+            written[name] = folder / f"{name}.parquet"
+            pq.write_table(table.cast(micro), written[name])
+        return written
 
     def close(self) -> None:
         self.store.close()

@@ -1,39 +1,72 @@
-"""A workspace named "spark" opens a Spark session from the settings and reads the lake's Parquet
-files as the canonical tables; the CLI runs on it with ``--workspace spark``."""
+"""The Spark workspace as a user meets it: ``ws.load`` of lake files through the facade, and the
+DuckDB workspace's validated tables handed to Spark by ``export_tables``."""
 
-import pandas as pd
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from parity import END, _same_frames
-from typer.testing import CliRunner
 
-from userstrata import Workspace
-from userstrata.cli import app
 from userstrata.config import Settings
 from userstrata.errors import InputError
+from userstrata.schema import CANONICAL
+from userstrata.workspace import Workspace
 
 pytestmark = [pytest.mark.spark, pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
-
-def test_workspace_spark_reads_the_lake(spark, parquet, on_duckdb):
-    settings = Settings.from_dict({"engine": {"spark": {"master": "local[2]", "tables": str(parquet)}}})
-    ws = Workspace.open("spark", settings=settings)
-    assert ws.store.engine == "spark"
-    _same_frames(on_duckdb.profile(END).to_pandas(), ws.profile(END).to_pandas())
-
-
-def test_cli_profile_with_workspace_spark(spark, parquet, on_duckdb, tmp_path):
-    config = tmp_path / "userstrata.toml"
-    config.write_text(f'[engine.spark]\nmaster = "local[2]"\ntables = "{parquet}"\n', encoding="utf-8")
-    out = tmp_path / "p.parquet"
-    result = CliRunner().invoke(app, ["profile", "--as-of", str(END), "--out", str(out), "-w", "spark", "-c", str(config)])
-    assert result.exit_code == 0, result.output
-    got = pd.read_parquet(out)
-    want = on_duckdb.profile(END).to_pandas()
-    assert sorted(got["user_id"]) == sorted(want["user_id"])
-    assert got.set_index("user_id")["tier"].sort_index().tolist() == want.set_index("user_id")["tier"].sort_index().tolist()
+ORDERS = {
+    "order_id": ["o1", "o2", "o3", "o1"],
+    "user_id": ["u1", "u2", "", "u1"],          # o3 has no user: rejected
+    "amount": ["10.50", "¥1,200", "3", "10.50"],  # o1 twice: one duplicate
+    "ts": ["2024-06-01 10:00:00", "2024/6/2 11:00", "2024-06-03", "2024-06-01 10:00:00"],
+    "status": ["paid", "已完成", "paid", "paid"],
+}
 
 
-def test_a_missing_lake_folder_is_named(tmp_path):
-    settings = Settings.from_dict({"engine": {"spark": {"tables": str(tmp_path / "nowhere")}}})
-    with pytest.raises(InputError, match="nowhere"):
-        Workspace.open("spark", settings=settings)
+def _lake_settings(folder) -> Settings:
+    s = Settings()
+    spark = s.engine.spark.model_copy(update={"tables": str(folder)})
+    return s.model_copy(update={"engine": s.engine.model_copy(update={"spark": spark})})
+
+
+def test_ws_load_on_spark_validates_appends_and_keeps_rejects(spark, tmp_path):
+    source = tmp_path / "raw" / "orders.parquet"
+    source.parent.mkdir()
+    pq.write_table(pa.table({k: pa.array(v, pa.string()) for k, v in ORDERS.items()}), source)
+    duck = Workspace.open(":memory:")
+    want = duck.load("orders", source)
+
+    ws = Workspace.open(spark.newSession(), settings=_lake_settings(tmp_path / "lake"))
+    got = ws.load("orders", source)
+    assert (got.rows_read, got.rows_inserted, got.rows_rejected) == (want.rows_read, want.rows_inserted,
+                                                                      want.rows_rejected) == (4, 2, 1)
+    assert got.rows_read == got.rows_inserted + got.rows_duplicate + got.rows_rejected
+    assert sorted(ws.table("orders").order_id.execute()) == ["o1", "o2"]
+    assert float(ws.table("orders").amount.sum().execute()) == pytest.approx(1210.50)
+    rejects = ws.rejects()
+    assert rejects["row_number"].tolist() == duck.rejects()["row_number"].tolist()
+    assert rejects["column_name"].tolist() == ["user_id"]
+    again = ws.load("orders", source)
+    assert again.rows_inserted == 0 and ws.table("orders").count().execute() == 2  # never double counted
+    with pytest.raises(InputError, match="mapping and format"):
+        ws.load("orders", source, keep_pii=True)
+
+
+def test_ws_load_on_spark_needs_a_lake_folder(spark, tmp_path):
+    ws = Workspace.open(spark.newSession(), settings=Settings())
+    with pytest.raises(InputError, match=r"\[engine.spark\] tables"):
+        ws.load("orders", tmp_path / "orders.parquet")
+
+
+def test_exported_tables_read_on_spark_as_loaded(spark, on_duckdb, tmp_path):
+    written = on_duckdb.export_tables(tmp_path / "lake")
+    assert set(written) == set(CANONICAL)
+    session = spark.newSession()
+    for name, path in written.items():
+        session.read.parquet(str(path)).createOrReplaceTempView(name)
+    ws = Workspace.open(session, settings=Settings())
+    for name in ("orders", "events", "order_items"):
+        assert ws.table(name).count().execute() == on_duckdb.table(name).count().execute(), name
+    # money and instants survive the trip: totals and the last day equal the DuckDB workspace's
+    assert ws.table("orders").amount.sum().execute() == pytest.approx(on_duckdb.table("orders").amount.sum().execute())
+    assert ws.latest_date() == on_duckdb.latest_date()

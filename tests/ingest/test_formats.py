@@ -179,3 +179,19 @@ def test_bad_bytes_after_the_sample_fail_the_whole_load(store, tmp_path):
     with pytest.raises(InputError, match=r"late\.csv: bytes that are not valid utf-8"):
         load_file(store, "orders", path)
     assert rows(store, "orders") == [] and rows(store, "loads") == []
+
+
+def test_a_properties_cell_that_is_not_json_rejects_its_row_only(store, tmp_path):
+    """DuckDB evaluates both sides of an AND: the JSON type of a cell is only asked of valid JSON,
+    so one malformed cell is a reject, not a failed load."""
+    path = write_csv(tmp_path / "events.csv", ["event_id", "user_id", "ts", "event", "properties"], [
+        ["e1", "u1", "2024-06-01 10:00:00", "login", '{"a": 1}'],
+        ["e2", "u1", "2024-06-01 10:01:00", "login", "{oops"],
+        ["e3", "u2", "2024-06-01 10:02:00", "login", "[1, 2]"],
+        ["e4", "u2", "2024-06-01 10:03:00", "login", ""],
+    ])
+    report = load_file(store, "events", path)
+    assert (report.rows_read, report.rows_inserted, report.rows_rejected) == (4, 2, 2)
+    rejected = {r[3]: r[6] for r in rows(store, "rejects")}  # file line -> reason
+    assert set(rejected) == {3, 4} and all("not a JSON object" in why for why in rejected.values())
+    assert dict(store.duckdb.execute("SELECT event_id, properties FROM events").fetchall()) == {"e1": '{"a":1}', "e4": None}

@@ -178,7 +178,7 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
         elif kind == "upper":
             value = f"upper({r})"
         elif kind == "json":
-            value = f"CASE WHEN json_valid({r}) AND json_type({r}) = 'OBJECT' THEN CAST(json({r}) AS VARCHAR) END"
+            value = f"CASE WHEN json_valid({r}) AND json_type(CASE WHEN json_valid({r}) THEN {r} END) = 'OBJECT' THEN CAST(json({r}) AS VARCHAR) END"
             if json_extras:
                 extras = f"json_object({', '.join(json_extras)})"
                 value = f"nullif(CAST(json_merge_patch(coalesce({value}, '{{}}'), {extras}) AS VARCHAR), '{{}}')"
@@ -255,7 +255,7 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
                         f" 与店铺币种 {rules.currency} 不同且没有汇率；请在 [ingest.currency_rates] 中配置"))
         elif kind == "json":
             if col in plan.sources:
-                check(f"{r} IS NOT NULL AND NOT (json_valid({r}) AND json_type({r}) = 'OBJECT')", col, r,
+                check(f"{r} IS NOT NULL AND NOT (json_valid({r}) AND json_type(CASE WHEN json_valid({r}) THEN {r} END) = 'OBJECT')", col, r,
                       *says(col, r, " is not a JSON object", " 不是 JSON 对象"))
     if checks:
         whens = "\n".join(
