@@ -425,6 +425,7 @@ def saved_profile(workspace) -> pd.DataFrame:
         return con.execute("SELECT * FROM profiles").df()
 
 
+@pytest.mark.slow  # the whole pipeline on 23k CDNOW customers: minutes
 def test_demo_on_cdnow(tmp_path):
     result = invoke("demo", "--data", "cdnow", "--out", tmp_path / "demo")
     assert result.exit_code == 0, result.output
@@ -559,6 +560,7 @@ def test_predictions_summary_reads_right_at_80_columns(monkeypatch, lang):
 
 
 
+@pytest.mark.slow  # a dozen profiles of CDNOW through the CLI: minutes
 def test_snapshots_and_migration(tmp_path, cdnow):
     first = invoke("snapshot", "--as-of", "1997-09-30", *cdnow)
     again = invoke("snapshot", "--as-of", "1997-09-30", "--lang", "zh", *cdnow)
@@ -578,6 +580,7 @@ def test_snapshots_and_migration(tmp_path, cdnow):
                    "--lang", "zh", *cdnow)
     assert ahead.exit_code == 0, ahead.output
     assert "马尔可夫预测" in ahead.stdout and "转移矩阵稳定性" in ahead.stdout and "回测" in ahead.stdout
+    assert "含新进入与离开的人数预测" in ahead.stdout and "每期新进入" in ahead.stdout and "每期离开概率" in ahead.stdout
     alone = invoke("migration", "--from", "1997-03-31", "--forecast", "2", *cdnow)
     assert alone.exit_code == 2 and "--forecast needs --every" in alone.stderr
     moves = pd.read_csv(out, encoding="utf-8-sig")

@@ -50,16 +50,22 @@ def demo(
     users: Annotated[int, typer.Option(help="Users to simulate for --data shop.")] = 5_000,
     out: Annotated[Path, typer.Option(help="Folder for the workspace and the profile file.")] = Path("userstrata-demo"),
     horizon: Annotated[int, typer.Option(min=1, help="Prediction horizon in days.")] = 90,
+    engine: Annotated[str, typer.Option(help="duckdb, or spark: the analyses run on a Spark session over the "
+                                             "loaded tables written as Parquet (OUT/lake).")] = "duckdb",
+    spark_master: Annotated[str, typer.Option(help="With --engine spark: the Spark master.")] = "local[2]",
 ) -> None:
     """Run the whole pipeline on bundled data: load, profile, predict.
 
-    Shows tier shares, lifecycle stages, the RFM grid and predictions per tier.
+    Shows tier shares, lifecycle stages, the RFM grid and predictions per tier. With ``--engine
+    spark`` the data is loaded and validated as usual, then profile, predictions, migration,
+    forecast and alerts run on Spark and print the same tables.
     """
     from userstrata.datasets import load_cdnow, simulate_shop
     from userstrata.workspace import Workspace
 
     lang_ = check_lang(lang)
     check_choice(data, "--data", ("shop", "cdnow"))
+    check_choice(engine, "--engine", ("duckdb", "spark"))
     out.mkdir(parents=True, exist_ok=True)
     db = out / f"{data}.duckdb"
     for stale in (db, db.with_name(db.name + ".wal")):
@@ -85,18 +91,23 @@ def demo(
                     for name in tables:
                         ws.load(name, files[name])
                         progress.advance(task)
-            as_of = ws.latest_date()
+            on = ws
+            if engine == "spark":
+                task = progress.add_task(f"Spark {spark_master}", total=1)
+                on = _on_spark(ws, out / "lake", spark_master)
+                progress.advance(task)
+            as_of = on.latest_date()
             report = stage_progress(progress, lang_)
             with warnings_as_lines(lang_):
-                frame = ws.predict(as_of, horizon_days=horizon, with_profile=True, lang=lang_, progress=report)
+                frame = on.predict(as_of, horizon_days=horizon, with_profile=True, lang=lang_, progress=report)
             ws.snapshot(as_of, frame=frame)
             export.write_table(frame, path, lang=lang_, timezone=ws.settings.timezone, currency=ws.settings.currency)
             report("writing")
             # change over the last quarter, and where the tiers are heading (a year of quarters)
             task = progress.add_task(i18n.label("migration.computing", lang_), total=1)
             quarter_ago = shift_months(as_of, -3)
-            moved = ws.migration(quarter_ago, as_of)
-            ahead = ws.migration_forecast(shift_months(as_of, -12), as_of, "1q", periods=2)
+            moved = on.migration(quarter_ago, as_of)
+            ahead = on.migration_forecast(shift_months(as_of, -12), as_of, "1q", periods=2)
             sankey = charts.save(migration_sankey(moved, start=quarter_ago, end=as_of, lang=lang_), out / "migration.html")
             progress.advance(task)
             task = progress.add_task(i18n.label("alerts.computing", lang_), total=1)
@@ -115,3 +126,13 @@ def demo(
     line(f"{escape(i18n.label('migration.chart_written', lang_))}: [bold]{escape(str(sankey))}[/]")
     print_alerts(alerted, open_alerts, as_of, 8, lang_)
     line(f"{i18n.label('profile_written', lang_)}: [bold]{escape(str(path))}[/]  (workspace: {escape(str(db))})")
+
+
+def _on_spark(ws, lake: Path, master: str):
+    """A Spark workspace over ``ws``'s loaded tables, written to ``lake`` as Parquet."""
+    from userstrata.workspace import Workspace  # noqa: PLC0415
+
+    ws.export_tables(lake)
+    spark = ws.settings.engine.spark.model_copy(update={"master": master, "tables": str(lake), "format": "parquet"})
+    settings = ws.settings.model_copy(update={"engine": ws.settings.engine.model_copy(update={"spark": spark})})
+    return Workspace.open("spark", settings=settings)
