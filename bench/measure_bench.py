@@ -11,6 +11,11 @@ is its own:
 It checks that both give the same numbers and prints the wall time and peak RSS of each.
 
     python bench/measure_bench.py --users 1000000 --events 10000000
+    python bench/measure_bench.py --users 1000000 --events 100000000 --db bench/out/retention-1m-100m.duckdb
+
+Every DuckDB connection gets ``threads`` and ``memory_limit`` (``--threads``, ``--memory-limit``;
+2 and 3GB by default: the machine is shared), the same for both contestants. Peak memory is the
+child process's VmHWM.
 """
 
 from __future__ import annotations
@@ -31,10 +36,30 @@ PERIODS = 30
 STATUSES = "('paid', 'completed', 'refunding', 'partially_refunded', 'refunded')"
 
 
+def config() -> dict:
+    """DuckDB settings of every connection (both contestants get the same)."""
+    import os  # noqa: PLC0415
+
+    return {"threads": int(os.environ.get("BENCH_THREADS", "2")),
+            "memory_limit": os.environ.get("BENCH_MEMORY_LIMIT", "3GB")}
+
+
+def vm_hwm_mib() -> float:
+    """This process's peak resident memory (VmHWM), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def build(path: Path, users: int, events: int) -> None:
     import duckdb  # noqa: PLC0415
 
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(str(path), config=config())
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SELECT setseed(0.42)")
     con.execute(f"""
@@ -90,7 +115,7 @@ WITH act AS (
 def run_sql(db: Path) -> dict:
     import duckdb  # noqa: PLC0415
 
-    con = duckdb.connect(str(db), read_only=True)
+    con = duckdb.connect(str(db), read_only=True, config=config())
     con.execute("SET TimeZone = 'UTC'")
     sizes = con.execute(HAND_SQL + "SELECT day, count(*) FROM entries GROUP BY ALL").fetchall()
     hits = con.execute(HAND_SQL + "SELECT cohort, k, count(*) FROM hits GROUP BY ALL").fetchall()
@@ -112,7 +137,7 @@ def run_ours(db: Path) -> dict:
     from userstrata.config import Settings  # noqa: PLC0415
     from userstrata.measure.retention import retention  # noqa: PLC0415
 
-    con = ibis.duckdb.connect(str(db), read_only=True)
+    con = ibis.duckdb.connect(str(db), read_only=True, **config())
     con.raw_sql("SET TimeZone = 'UTC'")
     r = retention(users=con.table("users"), orders=con.table("orders"), events=con.table("events"),
                   start=LO, end=HI, cohort_by="registration", period="day", mode="first_time",
@@ -134,8 +159,7 @@ def child(which: str, db: Path) -> None:
     t = time.perf_counter()
     out = (run_ours if which == "ours" else run_sql)(db)
     seconds = time.perf_counter() - t
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mib": peak_mib, "result": out}))
+    print(json.dumps({"seconds": seconds, "peak_mib": vm_hwm_mib(), "load": load_average(), "result": out}))
 
 
 def main() -> None:
@@ -145,7 +169,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs of each; the best time is kept")
     parser.add_argument("--child", choices=["ours", "sql"])
     parser.add_argument("--db", type=Path, help="keep the simulated shop in this DuckDB file (reused if present)")
+    parser.add_argument("--build-only", action="store_true", help="only build the --db file")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-limit", default="3GB", help="DuckDB memory_limit of every connection")
     args = parser.parse_args()
+    import os  # noqa: PLC0415
+
+    os.environ["BENCH_THREADS"], os.environ["BENCH_MEMORY_LIMIT"] = str(args.threads), args.memory_limit
     if args.child:
         child(args.child, args.db)
         return
@@ -156,12 +186,16 @@ def main() -> None:
             build(db, args.users, args.events)
             print(f"built {args.users:,} users, {args.events:,} events, {args.events // 10:,} orders "
                   f"in {time.perf_counter() - t:.1f} s")
+        if args.build_only:
+            return
         best: dict[str, dict] = {}
         for _ in range(args.repeat):
             for which in ("sql", "ours"):
                 run = subprocess.run([sys.executable, __file__, "--child", which, "--db", str(db)],
                                      capture_output=True, text=True, check=True)
                 got = json.loads(run.stdout.strip().splitlines()[-1])
+                print(f"  {which:<4} {got['seconds']:8.2f} s  VmHWM {got['peak_mib']:7.0f} MiB  "
+                      f"load {got['load']:.1f}", flush=True)
                 if which not in best or got["seconds"] < best[which]["seconds"]:
                     best[which] = got
     ours, sql = best["ours"], best["sql"]
@@ -169,7 +203,7 @@ def main() -> None:
     print(f"results agree: {same} ({len(sql['result']['sizes'])} cohorts, "
           f"{sum(sql['result']['sizes'].values()):,} users; D1/D7/D30 {sql['result']['marks']})")
     for name, got in (("hand-written DuckDB SQL", sql), ("userstrata retention", ours)):
-        print(f"{name:<25} {got['seconds']:8.2f} s   peak RSS {got['peak_mib']:8.0f} MiB")
+        print(f"{name:<25} {got['seconds']:8.2f} s   VmHWM {got['peak_mib']:8.0f} MiB   load {got['load']:.1f}")
     print(f"ratio ours / SQL: {ours['seconds'] / sql['seconds']:.2f}x")
     if not same:
         sys.exit(1)

@@ -70,3 +70,23 @@ def test_exported_tables_read_on_spark_as_loaded(spark, on_duckdb, tmp_path):
     # money and instants survive the trip: totals and the last day equal the DuckDB workspace's
     assert ws.table("orders").amount.sum().execute() == pytest.approx(on_duckdb.table("orders").amount.sum().execute())
     assert ws.latest_date() == on_duckdb.latest_date()
+
+
+def test_demo_on_spark_prints_the_same_tables_as_on_duckdb(spark, tmp_path):
+    """`userstrata demo --engine spark`: loaded and validated on DuckDB, analysed on Spark over the
+    exported tables; every table and line it prints equals the DuckDB run's (paths aside)."""
+    from typer.testing import CliRunner
+
+    from userstrata.cli import app
+
+    runner = CliRunner()
+    runs = {}
+    for engine in ("duckdb", "spark"):
+        out = tmp_path / engine
+        result = runner.invoke(app, ["demo", "--users", "300", "--out", str(out), "--engine", engine, "--lang", "zh"],
+                               catch_exceptions=False, env={"COLUMNS": "120"})
+        assert result.exit_code == 0, result.output
+        runs[engine] = result.stdout.replace(str(out), "OUT")
+    assert (tmp_path / "spark" / "lake" / "orders.parquet").exists()  # Spark read the exported tables
+    assert "价值分层" in runs["duckdb"] and "马尔可夫预测" in runs["duckdb"]
+    assert runs["spark"].splitlines() == runs["duckdb"].splitlines()
