@@ -65,7 +65,7 @@ def run_userstrata(folder: Path) -> dict:
     tables = {}
     for name in ("orders", "order_items"):
         t = con.read_parquet(folder / f"{name}.parquet", table_name=name)
-        tables[name] = t.select(*[t[c].cast(typ) for c, typ in CANONICAL[name].schema.items()])
+        tables[name] = t.select(*[t[c].cast(typ) for c, typ in CANONICAL[name].schema.items() if c in t.columns])
     start = time.perf_counter()
     result = bundles(tables["orders"], tables["order_items"], min_support=MIN_SUPPORT, execute=con.execute)
     seconds = time.perf_counter() - start

@@ -3,6 +3,12 @@ pandas and lifetimes' ``summary_data_from_transaction_data``, in one run.
 
     python bench/profile_bench.py --users 1000000            # simulates the shop first if needed
     python bench/profile_bench.py --users 100000 --repeat 3
+    python bench/profile_bench.py --same-columns bench/out/shop-1000000.duckdb --rounds 2 [--check]
+
+``--same-columns WORKSPACE`` times ``build_profile`` against the hand-written SQL of the same
+columns (bench/profile_sql.py) on a workspace opened read-only, alternating the two (A B A B),
+each run in its own process (DuckDB threads=2, its other settings default unless
+``--memory-limit``); ``--check`` first compares the two row for row.
 
 Each contestant runs in its own subprocess so that peak memory (ru_maxrss) is its own.
 lifetimes 0.11.3 needs numpy<2, pandas<2, scipy<1.13, pyarrow<20, so it runs from a separate
@@ -147,6 +153,85 @@ def _child(name: str, data: Path, repeat: int) -> None:
     print(json.dumps({"name": name, "seconds": seconds, "rows": rows, "peak_mb": _peak_mb()}))
 
 
+# -- the whole profile against the hand-written SQL of the same columns ----------------------
+def _same_child(kind: str, workspace: Path, memory_limit: str | None) -> None:
+    sys.path.insert(0, str(HERE))
+    import ibis
+
+    from profile_sql import profile_sql
+    from userstrata.config import Settings
+    from userstrata.segments import build_profile
+
+    con = ibis.duckdb.connect(str(workspace), read_only=True)
+    con.raw_sql("SET TimeZone = 'UTC'")
+    con.raw_sql("SET threads = 2")
+    if memory_limit:  # "default": userstrata's default limit (what Store.open sets)
+        from userstrata.store import duckdb_memory_limit
+
+        con.raw_sql(f"SET memory_limit = '{duckdb_memory_limit(None if memory_limit == 'default' else memory_limit)}'")
+    start = time.perf_counter()
+    if kind == "userstrata":
+        tables = {n: con.table(n) for n in ("users", "orders", "order_items", "events")}
+        rows = con.to_pyarrow(build_profile(**tables, as_of=AS_OF, settings=Settings())).num_rows
+    else:
+        rows = con.con.execute(profile_sql(AS_OF)).to_arrow_table().num_rows
+    seconds = time.perf_counter() - start
+    print(json.dumps({"name": kind, "seconds": seconds, "rows": rows, "peak_mb": _peak_mb(),
+                      "load1": os.getloadavg()[0]}))
+
+
+def _check_same(workspace: Path) -> str:
+    """Row-for-row comparison of build_profile and the reference SQL (exact, nulls equal)."""
+    sys.path.insert(0, str(HERE))
+    import ibis
+
+    from profile_sql import profile_sql
+    from userstrata.config import Settings
+    from userstrata.segments import build_profile
+
+    con = ibis.duckdb.connect(str(workspace), read_only=True)
+    con.raw_sql("SET TimeZone = 'UTC'")
+    con.raw_sql("SET threads = 2")
+    tables = {n: con.table(n) for n in ("users", "orders", "order_items", "events")}
+    ours = con.to_pyarrow(build_profile(**tables, as_of=AS_OF, settings=Settings())).to_pandas()
+    ref = con.con.execute(profile_sql(AS_OF)).to_arrow_table().to_pandas()
+    if list(ours.columns) != list(ref.columns) or len(ours) != len(ref):
+        return f"DIFFERENT shape: {ours.shape} vs {ref.shape}"
+    differ = [c for c in ours.columns
+              if not ((ours[c].isna() & ref[c].isna()) | (ours[c] == ref[c])).all()]
+    return f"{'SAME' if not differ else 'DIFFERENT ' + ', '.join(differ)}: {len(ours):,} rows x {len(ours.columns)} columns"
+
+
+def same_columns(workspace: Path, rounds: int, check: bool, memory_limit: str | None) -> None:
+    if check:
+        print("check:", _check_same(workspace), file=sys.stderr)
+    runs: dict[str, list[dict]] = {"userstrata": [], "sql": []}
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
+    for _ in range(rounds):
+        for kind in runs:
+            cmd = [sys.executable, __file__, "--same-child", kind, "--same-columns", str(workspace)]
+            if memory_limit:
+                cmd += ["--memory-limit", memory_limit]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode:
+                print(f"{kind} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            runs[kind].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            r = runs[kind][-1]
+            print(f"{kind}: {r['seconds']:.2f} s, peak {r['peak_mb']:.0f} MB, load {r['load1']:.1f}", file=sys.stderr)
+    best = {k: min(v, key=lambda r: r["seconds"]) for k, v in runs.items() if v}
+    peak = {k: max(r["peak_mb"] for r in v) for k, v in runs.items() if v}
+    print(f"\n{workspace.name}, as of {AS_OF}, best of {rounds} (load average at each run in brackets)")
+    print("| contestant | runs (s) | best (s) | peak VmHWM, max of runs (MB) |")
+    print("| --- | --- | ---: | ---: |")
+    for k, v in runs.items():
+        each = ", ".join(f"{r['seconds']:.2f} [{r['load1']:.1f}]" for r in v)
+        print(f"| {k} | {each} | {best[k]['seconds']:.2f} | {peak[k]:,.0f} |")
+    if len(best) == 2:
+        print(f"\nratio userstrata / SQL: time {best['userstrata']['seconds'] / best['sql']['seconds']:.2f}x, "
+              f"peak memory {peak['userstrata'] / peak['sql']:.2f}x")
+
+
 def _machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -161,7 +246,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--peers-python", default=str(HERE / ".venv-peers" / "bin" / "python"))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--same-columns", type=Path, default=None, metavar="WORKSPACE")
+    ap.add_argument("--same-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--memory-limit", default=None)
     args = ap.parse_args()
+    if args.same_child:
+        _same_child(args.same_child, args.same_columns, args.memory_limit)
+        return
+    if args.same_columns:
+        same_columns(args.same_columns, args.rounds, args.check, args.memory_limit)
+        return
     data = args.data or HERE / "out" / f"shop-{args.users}"
     if args.child:
         _child(args.child, data, args.repeat)

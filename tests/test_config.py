@@ -69,6 +69,26 @@ def test_engine_limits_reach_duckdb(tmp_path):
     assert limit.endswith("MiB") and 600 < float(limit.split()[0]) <= 700  # DuckDB reports MiB
 
 
+def _mib(text: str) -> float:
+    value, unit = text.split()
+    return float(value) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "TiB": 1024 ** 2}[unit]
+
+
+def test_default_memory_limit_is_a_gigabyte_or_a_quarter_of_ram_and_percent_is_of_ram(tmp_path):
+    import os
+
+    from userstrata.store import Store
+
+    ram_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    store = Store.open(tmp_path / "a.duckdb", settings=Settings())
+    limit = _mib(store.duckdb.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+    assert limit == pytest.approx(min(1e9 / 2**20, ram_mib / 4), rel=0.01)  # not DuckDB's 80% of RAM
+    half = Store.open(tmp_path / "b.duckdb", settings=Settings.from_dict({"engine": {"memory_limit": "50%"}}))
+    limit = _mib(half.duckdb.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+    assert limit == pytest.approx(ram_mib / 2, rel=0.01)
+    store.close(), half.close()
+
+
 def test_bad_memory_limit_is_refused():
     with pytest.raises(ConfigError, match="engine.memory_limit"):
         Settings.from_dict({"engine": {"memory_limit": "lots'; DROP TABLE orders; --"}})

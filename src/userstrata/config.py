@@ -499,11 +499,13 @@ class SparkSettings(_Section):
 
 
 class EngineSettings(_Section):
-    """Limits for the embedded DuckDB engine (None = DuckDB's own default), and the Spark session."""
+    """Limits for the embedded DuckDB engine, and the Spark session."""
 
-    # e.g. "2GB": DuckDB spills to disk beyond it; its default is 80% of RAM (see BENCHMARKS.md)
+    # e.g. "2GB" or "50%" (of RAM): DuckDB spills to disk beyond it (docs/engines.md, "Memory").
+    # None: userstrata's default, 1GB or a quarter of RAM if that is less, which keeps a
+    # 1M-user profile under 2 GiB; "80%" is DuckDB's own default
     memory_limit: str | None = Field(None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)$")
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1)  # None: DuckDB's default, one per core
     spark: SparkSettings = SparkSettings()
 
 

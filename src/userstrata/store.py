@@ -35,6 +35,30 @@ SPARK_TABLES = "on Spark, register your tables as views named " + ", ".join(CANO
 SPARK_HINT = 'e.g. spark.read.parquet(path).createOrReplaceTempView("orders"); see docs/engines.md'
 
 
+# The default DuckDB memory limit: what keeps a whole 1M-user profile process under 2 GiB
+# (DuckDB spills the rest to ``<workspace>.tmp``, or ``.tmp`` for an in-memory workspace)
+DEFAULT_MEMORY_LIMIT_BYTES = 1_000_000_000
+
+
+def _ram_bytes() -> int:
+    import os  # noqa: PLC0415
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): assume plenty
+        return 16 * 2**30
+
+
+def duckdb_memory_limit(setting: str | None) -> str:
+    """The DuckDB ``memory_limit`` for ``[engine] memory_limit``: the value itself, a share of
+    RAM for "N%", and for None 1GB or a quarter of RAM if that is less (in MiB)."""
+    if setting is None:
+        return f"{min(DEFAULT_MEMORY_LIMIT_BYTES, _ram_bytes() // 4) // 2**20}MiB"
+    if setting.endswith("%"):
+        return f"{int(_ram_bytes() * float(setting[:-1].strip()) / 100) // 2**20}MiB"
+    return setting  # validated by Settings
+
+
 class Store:
     """The Ibis connection plus the canonical tables of one workspace."""
 
@@ -66,8 +90,7 @@ class Store:
         store = cls(con, engine, settings or Settings(), location)
         if engine == "duckdb":
             limits = store.settings.engine
-            if limits.memory_limit:
-                con.raw_sql(f"SET memory_limit = '{limits.memory_limit}'")  # validated by Settings
+            con.raw_sql(f"SET memory_limit = '{duckdb_memory_limit(limits.memory_limit)}'")
             if limits.threads:
                 con.raw_sql(f"SET threads = {int(limits.threads)}")
             store._ensure_tables()

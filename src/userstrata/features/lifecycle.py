@@ -35,13 +35,14 @@ def activity_features(
     """
     u = users.filter(users.registered_at.notnull())
     e = events.filter(events.user_id.notnull())
-    moments = ibis.union(
-        u.select("user_id", ts=u.registered_at),
-        purchases.select("user_id", "ts"),
-        e.select("user_id", "ts"),
+    # purchases() already gives each order's local day: reuse it rather than convert again
+    bought_day = purchases.order_date if "order_date" in purchases.columns else clock.local_date(purchases.ts)
+    days = ibis.union(
+        u.select("user_id", ts=u.registered_at, day=clock.local_date(u.registered_at)),
+        purchases.select("user_id", "ts", day=bought_day),
+        e.select("user_id", "ts", day=clock.local_date(e.ts)),
         distinct=False,
     )
-    days = moments.mutate(day=clock.local_date(moments.ts))
     days = days.filter(days.day <= as_of)
     bounds = days.group_by("user_id").agg(
         first_ts=days.ts.min(), last_ts=days.ts.max(),

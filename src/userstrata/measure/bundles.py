@@ -211,8 +211,9 @@ def bundles(
 ) -> BundleResult:
     """Frequent pairs (and triples with ``max_size=3``) of items bought together.
 
-    Three passes on the engine: the number of baskets and each item's count; the pairs among
-    frequent items; with ``max_size=3`` the triples among items of frequent pairs.
+    The baskets are built once (cached on the engine), then three passes read them: the number
+    of baskets and each item's count; the pairs among frequent items; with ``max_size=3`` the
+    triples among items of frequent pairs.
 
     Parameters
     ----------
@@ -229,7 +230,15 @@ def bundles(
     check_min_count(min_count)
     check_period(start, end, "bundles", "搭配购买")
     execute = execute or default_execute
-    items = basket_items(orders, order_items, level=level, basket=basket, start=start, end=end, clock=clock)
+    built = basket_items(orders, order_items, level=level, basket=basket, start=start, end=end, clock=clock)
+    # the baskets are built once (paid orders joined with their lines) and every count reads them
+    with built.cache() as items:
+        return _bundles(items, execute, level=level, basket=basket, min_support=min_support, max_size=max_size,
+                        min_count=min_count, start=start, end=end)
+
+
+def _bundles(items: ir.Table, execute: Callable[[ir.Expr], Any], *, level: str, basket: str, min_support: float,
+             max_size: int, min_count: int | None, start: dt_.date | None, end: dt_.date | None) -> BundleResult:
     singles = execute(item_counts(items))
     singles = singles.astype({"baskets": "int64"})
     n = _scalar(execute, items.basket_id.nunique())
@@ -240,8 +249,7 @@ def bundles(
     empty_pairs = pd.DataFrame({"item_a": pd.Series(dtype=object), "item_b": pd.Series(dtype=object),
                                 "baskets": pd.Series(dtype="int64")})
     if len(frequent) >= 2:
-        counts = item_counts(items)
-        pair_expr = pair_counts(items, counts.filter(counts.baskets >= threshold), threshold)
+        pair_expr = pair_counts(items, ibis.memtable(frequent[["item"]]), threshold)
         pairs = execute(pair_expr).astype({"baskets": "int64"})
     else:
         pair_expr, pairs = None, empty_pairs

@@ -75,7 +75,7 @@ def build_profile(
     )
     p = score_rfm(p, rules=settings.rfm)
     p = assign_rfm_cells(p, rules=settings.rfm)
-    p = value_score(p)
+    p = value_score(p, keep_counts=True)  # assign_tiers reuses its counts
     p = assign_tiers(p, rules=settings.tiers, lang=lang)
     extras = [
         "as_of", "community_actions", "event_days", "inactive_days", "days_since_return",

@@ -48,20 +48,27 @@ def score_rfm(profile: ir.Table, *, rules: RFMRules) -> ir.Table:
     leaves the scores it spans unused rather than splitting equal buyers arbitrarily.
     """
     buyer = profile.orders.fill_null(0) > 0
-    n = profile.user_id.count().over(group_by=buyer)
     bins = rules.bins
+    exact = _exact(profile)
+    # each window once, as a column: the score's cases then read plain columns (DuckDB
+    # evaluates a window written out several times in one expression several times)
+    columns = profile.columns
+    p = profile.mutate(
+        _buyer=buyer,
+        _n=profile.user_id.count().over(group_by=buyer),
+        **{f"_below_{k}": ibis.rank().over(group_by=buyer, order_by=exact[k]) for k in ("r", "f", "m")},
+    )  # rank: 0-based, ties take the lowest
 
-    def score(value: ir.IntegerValue) -> ir.IntegerValue:
-        below = ibis.rank().over(group_by=buyer, order_by=value)  # 0-based, ties take the lowest
+    def score(below: ir.IntegerValue) -> ir.IntegerValue:
         # floor(bins * below / n) without a division: the number of cut points j * n / bins
         # (j = 1 .. bins-1) that ``below`` reaches, in exact integer comparisons
         steps = ibis.cases(
-            *[(below * bins >= n * j, j) for j in range(bins - 1, 0, -1)], else_=0
+            *[(below * bins >= p._n * j, j) for j in range(bins - 1, 0, -1)], else_=0
         )
-        return ibis.ifelse(buyer, steps + 1, None)
+        return ibis.ifelse(p._buyer, steps + 1, None)
 
-    exact = _exact(profile)
-    return profile.mutate(rfm_r=score(exact["r"]), rfm_f=score(exact["f"]), rfm_m=score(exact["m"]))
+    p = p.mutate(rfm_r=score(p._below_r), rfm_f=score(p._below_f), rfm_m=score(p._below_m))
+    return p.select(*columns, "rfm_r", "rfm_f", "rfm_m")
 
 
 def assign_rfm_cells(profile: ir.Table, *, rules: RFMRules) -> ir.Table:
@@ -75,22 +82,28 @@ def assign_rfm_cells(profile: ir.Table, *, rules: RFMRules) -> ir.Table:
     """
     buyer = profile.orders.fill_null(0) > 0
     n = profile.user_id.count().over(group_by=buyer)
-
-    def above_center(value: ir.IntegerValue) -> ir.BooleanValue:
-        if rules.split == "median":
-            below = ibis.rank().over(group_by=buyer, order_by=value)
-            high = below * 2 >= n
-        else:
-            total = value.sum().over(group_by=buyer)
-            high = value * n > total
-        return buyer & high
-
     exact = _exact(profile)
-    r_high, f_high, m_high = (above_center(exact[k]) for k in ("r", "f", "m"))
+    columns = profile.columns
+    # the windows once each, as columns (see score_rfm), then the tests on plain columns
+    if rules.split == "median":
+        centers = {f"_c_{k}": ibis.rank().over(group_by=buyer, order_by=exact[k]) for k in ("r", "f", "m")}
+    else:
+        centers = {f"_c_{k}": exact[k].sum().over(group_by=buyer) for k in ("r", "f", "m")}
+    p = profile.mutate(_buyer=buyer, _n=n, **centers)
+    exact = _exact(p)
+
+    def above_center(k: str) -> ir.BooleanValue:
+        if rules.split == "median":
+            high = p[f"_c_{k}"] * 2 >= p._n
+        else:
+            high = exact[k] * p._n > p[f"_c_{k}"]
+        return p._buyer & high
+
+    p = p.mutate(_r_high=above_center("r"), _f_high=above_center("f"), _m_high=above_center("m"))
     cell = ibis.cases(
-        *[((r_high == r) & (f_high == f) & (m_high == m), name) for (r, f, m), name in _CELLS.items()]
+        *[((p._r_high == r) & (p._f_high == f) & (p._m_high == m), name) for (r, f, m), name in _CELLS.items()]
     )
-    return profile.mutate(rfm_cell=cell)
+    return p.mutate(rfm_cell=cell).select(*columns, "rfm_cell")
 
 
 def rfm_grid_summary(profile: pd.DataFrame) -> pd.DataFrame:
