@@ -94,8 +94,25 @@ def activity_days(events: ir.Table, orders: ir.Table, *, clock: Clock, start: dt
     e = events.filter(events.user_id.notnull())
     e = e.select("user_id", day=clock.local_date(e.ts))
     o = _bought(orders, clock, end).select("user_id", "day")
-    days = ibis.union(e.filter(e.day <= end), o, distinct=True)
-    return days if start is None else days.filter(days.day >= start)
+    e = e.filter(e.day <= end)
+    if start is not None:  # in each part: the distinct pairs are only those of the window
+        e, o = e.filter(e.day >= start), o.filter(o.day >= start)
+    return ibis.union(e, o, distinct=True)
+
+
+def _last_active(events: ir.Table, orders: ir.Table, *, clock: Clock, end: dt_.date) -> ir.Table:
+    """``user_id, last_active``: the last local day up to ``end`` with any event or purchase.
+
+    The latest of each source's own latest day: the same as the maximum over ``activity_days``
+    without first making every (user, day) pair distinct, a hash table of the whole history."""
+    e = events.filter(events.user_id.notnull())
+    e = e.select("user_id", day=clock.local_date(e.ts))
+    e = e.filter(e.day <= end)
+    e = e.group_by("user_id").agg(day=e.day.max())
+    o = _bought(orders, clock, end)
+    o = o.group_by("user_id").agg(day=o.day.max())
+    both = ibis.union(e, o)
+    return both.group_by("user_id").agg(last_active=both.day.max())
 
 
 def _tiers(profile: ir.Table) -> ir.Table:
@@ -142,8 +159,7 @@ def silent_high_tier(events: ir.Table, orders: ir.Table, profile: ir.Table, *, a
                      rules: AlertSettings) -> ir.Table:
     """Users of ``silent_tiers`` with no activity for ``silent_days`` days or more
     (``as_of - last active day``): ``user_id, tier, last_active, silent_days``."""
-    days = activity_days(events, orders, clock=clock, start=None, end=as_of)
-    last = days.group_by("user_id").agg(last_active=days.day.max())
+    last = _last_active(events, orders, clock=clock, end=as_of)
     top = _tiers(profile).filter(profile.tier.isin(rules.silent_tiers))
     out = top.join(last, "user_id")
     out = out.mutate(silent_days=_engine.days_between(out.last_active, as_of))
@@ -177,8 +193,8 @@ def unused_purchase(events: ir.Table, orders: ir.Table, order_items: ir.Table, p
     bought = bought.filter(_engine.days_between(bought.day, as_of) >= rules.unused_days)
     use = events.filter(events.user_id.notnull(), events.event.isin(rules.usage_events))
     use = use.filter(clock.local_date(use.ts) <= as_of).select(use_user=use.user_id, use_ts=use.ts)
-    used = bought.join(use, (bought.user_id == use.use_user) & (use.use_ts >= bought.ts)).select("order_id")
-    unused = bought.anti_join(used.distinct(), "order_id")
+    # one anti join: a purchase with any usage event of its buyer at or after it is used
+    unused = bought.anti_join(use, [bought.user_id == use.use_user, use.use_ts >= bought.ts])
     counts = unused.group_by("user_id").agg(unused_purchases=unused.order_id.nunique().cast("int64"))
     first = _first_per_user(unused, unused.ts, unused.order_id, unused.sku)
     out = _with_tier(first.join(counts, "user_id"), profile)
