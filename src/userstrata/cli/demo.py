@@ -112,7 +112,7 @@ def demo(
             progress.advance(task)
             task = progress.add_task(i18n.label("alerts.computing", lang_), total=1)
             with warnings_as_lines(lang_):
-                alerted = ws.alerts(as_of, profile=frame)
+                alerted = ws.alerts(as_of, profile=frame, source=on.store)  # read where analysed, kept in DuckDB
             open_alerts = ws.alert_list(open_only=True)
             progress.advance(task)
         profiled = f"截至 {as_of} 共 {len(frame):,} 位用户完成画像" if lang_ == "zh" else \

@@ -626,7 +626,8 @@ def _ensure_tables(raw: Any) -> None:
 
 
 def evaluate_alerts(store: Any, as_of: dt_.date, settings: Settings, *, profile: ir.Table | pd.DataFrame | None = None,
-                    members: pd.DataFrame | None | bool = True, rules: list[str] | None = None) -> AlertReport:
+                    members: pd.DataFrame | None | bool = True, rules: list[str] | None = None,
+                    source: Any = None) -> AlertReport:
     """Evaluate every rule as of ``as_of`` and update the ``alerts`` table in one transaction.
 
     An open alert whose finding still holds is kept (same row; its numbers and ``last_seen_on``
@@ -638,6 +639,7 @@ def evaluate_alerts(store: Any, as_of: dt_.date, settings: Settings, *, profile:
     ``profile`` defaults to ``build_profile`` as of ``as_of``; ``members`` True computes the
     renewals model when the shop has memberships, None or False leaves the membership rule out.
     ``rules`` evaluates only those rules (default: all): only their alerts are opened or closed.
+    ``source`` is the store the rules read (e.g. a Spark workspace's); the alerts are kept in ``store``.
     """
     from userstrata.segments import build_profile  # noqa: PLC0415
 
@@ -652,14 +654,15 @@ def evaluate_alerts(store: Any, as_of: dt_.date, settings: Settings, *, profile:
             zh=f"预警已评估到 {last}，{as_of} 更早，不能倒回去评估",
             hint_zh=f"请评估 {last} 或之后的日期：预警按日期顺序开启和关闭",
         )
-    tables = {name: store.table(name) for name in ("users", "orders", "order_items", "events")}
-    execute = store.con.execute
+    reader = source or store
+    tables = {name: reader.table(name) for name in ("users", "orders", "order_items", "events")}
+    execute = reader.con.execute
     if profile is None:
-        profile = execute(build_profile(**tables, as_of=as_of, settings=settings, engine=store.engine))
+        profile = execute(build_profile(**tables, as_of=as_of, settings=settings, engine=reader.engine))
     if members is True:
         members = memberships_or_none(tables["orders"], tables["order_items"], as_of=as_of, settings=settings,
-                                      engine=store.engine, execute=execute)
-    found = current_alerts(**tables, as_of=as_of, settings=settings, engine=store.engine, execute=execute,
+                                      engine=reader.engine, execute=execute)
+    found = current_alerts(**tables, as_of=as_of, settings=settings, engine=reader.engine, execute=execute,
                            profile=profile, members=members if isinstance(members, pd.DataFrame) else None,
                            rules=rules)
     return _upsert(store, found, as_of, repeated=last == as_of, rules=list(rules or RULES))
