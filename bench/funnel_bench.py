@@ -20,11 +20,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import config, load_average, vm_hwm_mib
 
 
 STEPS = ["page_view", "search", "add_to_cart", "checkout"]
@@ -32,20 +33,6 @@ OTHER = ["login", "share", "use", "checkin"]
 START, END = dt.date(2024, 1, 1), dt.date(2024, 6, 30)
 WINDOW_S = 7 * 86400
 CHUNK = 10_000_000  # events generated per INSERT
-
-
-def config() -> dict:
-    """DuckDB settings of every connection (the same for both contestants)."""
-    return {"threads": int(os.environ.get("BENCH_THREADS", "2")),
-            "memory_limit": os.environ.get("BENCH_MEMORY_LIMIT", "3GB")}
-
-
-def vm_hwm_mib() -> float:
-    """This process's peak resident memory (VmHWM), MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def generate(path: Path, users: int, events: int, seed: int = 0) -> None:

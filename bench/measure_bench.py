@@ -23,37 +23,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import config, load_average, vm_hwm_mib
+
 START, END = dt.date(2024, 1, 1), dt.date(2024, 6, 30)
 LO, HI = dt.date(2024, 3, 1), END  # cohorts of March to June
 PERIODS = 30
 STATUSES = "('paid', 'completed', 'refunding', 'partially_refunded', 'refunded')"
-
-
-def config() -> dict:
-    """DuckDB settings of every connection (both contestants get the same)."""
-    import os  # noqa: PLC0415
-
-    return {"threads": int(os.environ.get("BENCH_THREADS", "2")),
-            "memory_limit": os.environ.get("BENCH_MEMORY_LIMIT", "3GB")}
-
-
-def vm_hwm_mib() -> float:
-    """This process's peak resident memory (VmHWM), MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def load_average() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def build(path: Path, users: int, events: int) -> None:

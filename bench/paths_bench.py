@@ -29,11 +29,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import config, load_average, vm_hwm_mib
 
 NAMES = ["page_view", "search", "add_to_cart", "checkout", "login", "share", "use", "checkin"]
 ANCHOR = "search"
@@ -41,22 +42,6 @@ START, END = dt.date(2024, 1, 1), dt.date(2024, 6, 30)
 HERE = Path(__file__).resolve().parent
 PM4PY = HERE / ".venv-pm4py" / "bin" / "python"
 CHUNK = 10_000_000
-
-
-def config() -> dict:
-    return {"threads": int(os.environ.get("BENCH_THREADS", "2")),
-            "memory_limit": os.environ.get("BENCH_MEMORY_LIMIT", "3GB")}
-
-
-def vm_hwm_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def load_average() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def generate(db: Path, parquet: Path, users: int, events: int, seed: int = 0) -> None:
