@@ -31,7 +31,7 @@ import sqlglot
 from sqlglot import exp
 
 from userstrata.errors import InputError
-from userstrata.ingest.load import _rules
+from userstrata.ingest.load import _rules, _spec
 from userstrata.ingest.mapping import plan_columns
 from userstrata.ingest.readers import unique_names
 from userstrata.ingest.validate import _EXTRA_FORMATS, _OFFSET, column_kind, stage_query
@@ -327,12 +327,10 @@ def load_lake(spark, table: str, source, *, settings, mapping: dict[str, str] | 
         The warehouse folder: the table is ``<target>/<table>``, rejects ``<target>/rejects``
         (Parquet); both are registered as the session's views of those names.
     """
-    if table not in CANONICAL:
-        raise InputError(f"unknown table {table!r} (tables: {', '.join(CANONICAL)})")
+    spec = _spec(table)
     if table not in LAKE_TABLES:
         raise _unsupported(f"table {table!r} (lake loads take {', '.join(LAKE_TABLES)})",
                            f"表 {table}（可导入 {', '.join(LAKE_TABLES)}）")
-    spec = CANONICAL[table]
     display = Path(str(source)).name or str(source)
     frame = _read(spark, source, format)
     names = unique_names(list(frame.columns))

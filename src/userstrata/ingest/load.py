@@ -120,6 +120,7 @@ def _spec(table: str) -> TableSpec:
     except KeyError:
         raise InputError(
             f"unknown table {table!r} (tables: {', '.join(CANONICAL)})",
+            zh=f"没有这张表：{table!r}（可用的表：{', '.join(CANONICAL)}）",
         ) from None
 
 
