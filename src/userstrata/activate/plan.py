@@ -285,6 +285,8 @@ def build_plan(
     if members is None and any(s is not None for s in seg_of):
         members = playbook_members(ibis.memtable(profile), books, defined=segments).to_pandas()
     if members is not None:
+        # queries return rows in no set order: contacts come out by user, whatever the engine did
+        members = members.sort_values("user_id", kind="stable", ignore_index=True)
         member_rows = _rows(users, members["user_id"].astype(str))
         for code, (book, seg) in enumerate(zip(books, seg_of, strict=True)):
             if seg is not None and book.name in members.columns:
@@ -311,6 +313,7 @@ def build_plan(
     # trigger playbooks: at their time; dropped when the same playbook is still cooling down
     if triggers is not None and len(triggers):
         t = triggers[triggers["playbook"].isin(names)]
+        t = t.sort_values(["user_id", "playbook", "due_at"], kind="stable", ignore_index=True)
         code = pd.Index(names).get_indexer(t["playbook"]).astype(np.int64)
         u1 = _rows(users, t["user_id"].astype(str))
         due = pd.to_datetime(t["due_at"]).to_numpy(dtype="datetime64[ns]").astype(np.int64)

@@ -22,9 +22,8 @@ def engagement_features(
 
     Events with only an ``anonymous_id`` are not a user's until identities stitch them.
     """
-    e = events.filter(events.user_id.notnull())
+    e = events.filter(events.user_id.notnull(), clock.on_or_before(events.ts, as_of))
     e = e.mutate(event_date=clock.local_date(e.ts), event_name=e.event.lower())
-    e = e.filter(e.event_date <= as_of)
     return e.group_by("user_id").agg(
         first_event_ts=e.ts.min(),
         last_event_ts=e.ts.max(),

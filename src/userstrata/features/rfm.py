@@ -24,9 +24,9 @@ def purchases(orders: ir.Table, *, as_of: dt_.date, clock: Clock) -> ir.Table:
     ``as_of``: a refund dated later is not yet known on that day, one without a date is) and
     ``net_cents``; ``net_amount`` is ``net_cents`` in yuan.
     """
-    o = orders.mutate(order_date=clock.local_date(orders.ts))
-    o = o.filter(o.order_date <= as_of, o.status.isin(PURCHASE_STATUSES) | o.status.isnull())
-    refund_known = o.refunded_at.isnull() | (clock.local_date(o.refunded_at) <= as_of)
+    o = orders.filter(clock.on_or_before(orders.ts, as_of), orders.status.isin(PURCHASE_STATUSES) | orders.status.isnull())
+    o = o.mutate(order_date=clock.local_date(o.ts))
+    refund_known = o.refunded_at.isnull() | clock.on_or_before(o.refunded_at, as_of)
     o = o.mutate(
         amount_cents=to_cents(o.amount),
         refund_cents=ibis.ifelse(refund_known, to_cents(o.refund_amount.fill_null(0.0)), 0),

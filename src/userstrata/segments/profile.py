@@ -19,8 +19,8 @@ from userstrata.features import (
 from userstrata.features._time import Clock
 from userstrata.i18n import Lang
 from userstrata.schema import PROFILE_COLUMNS
-from userstrata.segments.rfm_grid import assign_rfm_cells, score_rfm
-from userstrata.segments.tiers import assign_tiers, value_score
+from userstrata.segments.rfm_grid import rfm_columns, rfm_windows
+from userstrata.segments.tiers import assign_tiers, top_windows, value_score_column, value_windows
 
 
 def build_profile(
@@ -51,13 +51,14 @@ def build_profile(
         community_events=settings.profile.community_events,
     )
     preference = category_preference(order_items, bought)
-    activity = activity_features(
-        users, bought, events, as_of=as_of, clock=clock, rules=settings.lifecycle
-    )
-
-    p = activity
-    for extra in (rfm, engagement, preference):
-        p = p.left_join(extra, "user_id").drop("user_id_right")
+    registered = users.filter(users.registered_at.notnull(), clock.on_or_before(users.registered_at, as_of))
+    registered = registered.group_by("user_id").agg(registered_at=registered.registered_at.min())
+    known = registered
+    for extra in (rfm, engagement):  # every user registered, buying or with events by as_of
+        known = known.outer_join(extra, "user_id")
+        known = known.mutate(user_id=known.user_id.fill_null(known.user_id_right)).drop("user_id_right")
+    p = activity_features(known, users, bought, events, as_of=as_of, clock=clock, rules=settings.lifecycle)
+    p = p.left_join(preference, "user_id").drop("user_id_right")
     p = p.mutate(
         as_of=ibis.literal(as_of),
         frequency=p.frequency.fill_null(0),
@@ -68,14 +69,15 @@ def build_profile(
         event_days=p.event_days.fill_null(0),
         refunded_orders=p.refunded_orders.fill_null(0),
     )
+    # every window that reads only the features, in one step: each runs once, and the
+    # columns after it read plain values
+    windows = {**rfm_windows(p, rules=settings.rfm), **value_windows(p), **top_windows(p, settings.tiers)}
+    p = p.mutate(**windows)
     p = p.mutate(
-        lifecycle=assign_lifecycle(
-            p.tenure_days, p.inactive_days, p.orders, p.days_since_return, rules=settings.lifecycle
-        )
+        lifecycle=assign_lifecycle(p.tenure_days, p.inactive_days, p.orders, p.days_since_return, rules=settings.lifecycle),
+        value_score=value_score_column(p),
+        **rfm_columns(p, rules=settings.rfm),
     )
-    p = score_rfm(p, rules=settings.rfm)
-    p = assign_rfm_cells(p, rules=settings.rfm)
-    p = value_score(p, keep_counts=True)  # assign_tiers reuses its counts
     p = assign_tiers(p, rules=settings.tiers, lang=lang)
     extras = [
         "as_of", "community_actions", "event_days", "inactive_days", "days_since_return",

@@ -38,72 +38,68 @@ def _exact(profile: ir.Table) -> dict[str, ir.IntegerValue]:
     }
 
 
-def score_rfm(profile: ir.Table, *, rules: RFMRules) -> ir.Table:
-    """Add ``rfm_r``, ``rfm_f``, ``rfm_m``: quantile scores 1..bins among buyers (null otherwise).
-
-    Higher is better on each: recent, frequent, high-spending. With ``n`` buyers and
-    ``below`` = the number of buyers with a strictly worse value (the 0-based minimum rank,
-    so ties share it), ``score = 1 + floor(bins * below / n)``. Equal values get equal
-    scores; the worst value always scores 1; a large tie (e.g. the one-time buyers, F = 1)
-    leaves the scores it spans unused rather than splitting equal buyers arbitrarily.
-    """
+def rfm_windows(profile: ir.Table, *, rules: RFMRules) -> dict[str, ir.Value]:
+    """The window columns the scores and cells read: the number of buyers, each buyer's rank
+    on R, F and M and (mean split) the buyers' sums. Added as columns in one step (with any
+    other windows of the profile) so that each window runs once and the tests that follow
+    read plain columns; :func:`rfm_columns` turns them into scores and cells."""
     buyer = profile.orders.fill_null(0) > 0
-    bins = rules.bins
     exact = _exact(profile)
-    # each window once, as a column: the score's cases then read plain columns (DuckDB
-    # evaluates a window written out several times in one expression several times)
-    columns = profile.columns
-    p = profile.mutate(
-        _buyer=buyer,
-        _n=profile.user_id.count().over(group_by=buyer),
+    columns = {
+        "_buyer": buyer,
+        "_n": profile.user_id.count().over(group_by=buyer),
+        # rank: 0-based, ties take the lowest
         **{f"_below_{k}": ibis.rank().over(group_by=buyer, order_by=exact[k]) for k in ("r", "f", "m")},
-    )  # rank: 0-based, ties take the lowest
+    }
+    if rules.split == "mean":
+        columns.update({f"_sum_{k}": exact[k].sum().over(group_by=buyer) for k in ("r", "f", "m")})
+    return columns
+
+
+def rfm_columns(p: ir.Table, *, rules: RFMRules) -> dict[str, ir.Value]:
+    """``rfm_r``, ``rfm_f``, ``rfm_m`` and ``rfm_cell`` from the columns of :func:`rfm_windows`.
+
+    Scores: quantile scores 1..bins among buyers (null otherwise), higher is better on each:
+    recent, frequent, high-spending. With ``n`` buyers and ``below`` = the number of buyers
+    with a strictly worse value (the 0-based minimum rank, so ties share it), ``score = 1 +
+    floor(bins * below / n)``. Equal values get equal scores; the worst value always scores
+    1; a large tie (e.g. the one-time buyers, F = 1) leaves the scores it spans unused rather
+    than splitting equal buyers arbitrarily.
+
+    Cells: high/low on R, F, M against the buyers' mean (or median). "High" is strictly
+    better than the center: recency below it, frequency and spend above it. Both tests are
+    exact integer comparisons among the ``n`` buyers: ``x > mean`` is ``n * x > sum(x)``;
+    ``x > median`` (the middle value, or the mean of the two middle ones) is ``2 * (buyers
+    with a value below x) >= n``. Users who never bought are low on all three
+    (general_retain), so every user has a cell.
+    """
+    bins = rules.bins
+    exact = _exact(p)
 
     def score(below: ir.IntegerValue) -> ir.IntegerValue:
         # floor(bins * below / n) without a division: the number of cut points j * n / bins
         # (j = 1 .. bins-1) that ``below`` reaches, in exact integer comparisons
-        steps = ibis.cases(
-            *[(below * bins >= p._n * j, j) for j in range(bins - 1, 0, -1)], else_=0
-        )
+        steps = ibis.cases(*[(below * bins >= p._n * j, j) for j in range(bins - 1, 0, -1)], else_=0)
         return ibis.ifelse(p._buyer, steps + 1, None)
 
-    p = p.mutate(rfm_r=score(p._below_r), rfm_f=score(p._below_f), rfm_m=score(p._below_m))
-    return p.select(*columns, "rfm_r", "rfm_f", "rfm_m")
-
-
-def assign_rfm_cells(profile: ir.Table, *, rules: RFMRules) -> ir.Table:
-    """Add ``rfm_cell``: high/low on R, F, M against the buyers' mean (or median).
-
-    "High" is strictly better than the center: recency below it, frequency and spend above
-    it. Both tests are exact integer comparisons among the ``n`` buyers: ``x > mean`` is
-    ``n * x > sum(x)``; ``x > median`` (the middle value, or the mean of the two middle ones)
-    is ``2 * (buyers with a value below x) >= n``. Users who never bought are low on all
-    three (general_retain), so every user has a cell.
-    """
-    buyer = profile.orders.fill_null(0) > 0
-    n = profile.user_id.count().over(group_by=buyer)
-    exact = _exact(profile)
-    columns = profile.columns
-    # the windows once each, as columns (see score_rfm), then the tests on plain columns
-    if rules.split == "median":
-        centers = {f"_c_{k}": ibis.rank().over(group_by=buyer, order_by=exact[k]) for k in ("r", "f", "m")}
-    else:
-        centers = {f"_c_{k}": exact[k].sum().over(group_by=buyer) for k in ("r", "f", "m")}
-    p = profile.mutate(_buyer=buyer, _n=n, **centers)
-    exact = _exact(p)
-
-    def above_center(k: str) -> ir.BooleanValue:
+    def high(k: str) -> ir.IntegerValue:
         if rules.split == "median":
-            high = p[f"_c_{k}"] * 2 >= p._n
+            above = p[f"_below_{k}"] * 2 >= p._n
         else:
-            high = exact[k] * p._n > p[f"_c_{k}"]
-        return p._buyer & high
+            above = exact[k] * p._n > p[f"_sum_{k}"]
+        return (p._buyer & above).cast("int8")
 
-    p = p.mutate(_r_high=above_center("r"), _f_high=above_center("f"), _m_high=above_center("m"))
-    cell = ibis.cases(
-        *[((p._r_high == r) & (p._f_high == f) & (p._m_high == m), name) for (r, f, m), name in _CELLS.items()]
-    )
-    return p.mutate(rfm_cell=cell).select(*columns, "rfm_cell")
+    # the cell as one number (R high = 4, F high = 2, M high = 1) tested once per cell
+    index = high("r") * 4 + high("f") * 2 + high("m")
+    cell = ibis.cases(*[(index == 4 * r + 2 * f + m, name) for (r, f, m), name in _CELLS.items()])
+    return {"rfm_r": score(p._below_r), "rfm_f": score(p._below_f), "rfm_m": score(p._below_m), "rfm_cell": cell}
+
+
+def score_rfm(profile: ir.Table, *, rules: RFMRules) -> ir.Table:
+    """Add ``rfm_r``, ``rfm_f``, ``rfm_m`` (quantile scores) and ``rfm_cell`` (the 8-cell
+    grid): see :func:`rfm_columns`."""
+    p = profile.mutate(**rfm_windows(profile, rules=rules))
+    return p.mutate(**rfm_columns(p, rules=rules)).select(*profile.columns, "rfm_r", "rfm_f", "rfm_m", "rfm_cell")
 
 
 def rfm_grid_summary(profile: pd.DataFrame) -> pd.DataFrame:

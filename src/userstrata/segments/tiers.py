@@ -49,30 +49,35 @@ def _fill_worst(profile: ir.Table, name: str) -> ir.NumericValue:
     return profile[name].fill_null(10**9 if name in _LOWER_IS_BETTER else 0)
 
 
-def value_score(profile: ir.Table, *, keep_counts: bool = False) -> ir.Table:
-    """Add ``value_score`` (0-1): the mean percentile of frequency, spend, recency and depth.
+def value_windows(profile: ir.Table) -> dict[str, ir.Value]:
+    """The window columns :func:`value_score_column` reads: the number of users and, per
+    part, how many users are at least as good. Added as columns in one step (with the
+    profile's other windows) so that each sort runs once; :func:`assign_tiers` reuses the counts."""
+    users = profile.user_id.count().over(ibis.window())
+    return {_USERS: users, **{
+        _AT_OR_ABOVE + name: _at_or_above(_fill_worst(profile, name), users, higher_is_better=name not in _LOWER_IS_BETTER)
+        for name in _SCORE_PARTS
+    }}
+
+
+def value_score_column(p: ir.Table) -> ir.FloatingValue:
+    """``value_score`` (0-1) from the columns of :func:`value_windows`: the mean percentile of
+    frequency, spend, recency and depth.
 
     Each part is ``1 - (users at least as good) / users``; their mean is computed as one
     division of integers, ``(4 * users - sum of the four counts) / (4 * users)``, so equal
-    scores are equal floats on every engine. ``keep_counts`` keeps the counts (and the number
-    of users) as columns for :func:`assign_tiers`, which then does not sort by them again; it
-    drops them.
+    scores are equal floats on every engine.
     """
-    columns = profile.columns
-    # the windows as columns first, so that each runs once
-    p = profile.mutate(**{_USERS: profile.user_id.count().over(ibis.window())})
-    p = p.mutate(**{
-        _AT_OR_ABOVE + name: _at_or_above(_fill_worst(p, name), p[_USERS], higher_is_better=name not in _LOWER_IS_BETTER)
-        for name in _SCORE_PARTS
-    })
     counts = [p[_AT_OR_ABOVE + name] for name in _SCORE_PARTS]
     total = sum(counts[1:], counts[0])
     k = len(_SCORE_PARTS)
-    score = (p[_USERS] * k - total).cast("float64") / (p[_USERS] * k).cast("float64")
-    p = p.mutate(value_score=score)
-    if keep_counts:
-        return p
-    return p.select(*columns, "value_score")
+    return (p[_USERS] * k - total).cast("float64") / (p[_USERS] * k).cast("float64")
+
+
+def value_score(profile: ir.Table) -> ir.Table:
+    """Add ``value_score`` (see :func:`value_score_column`)."""
+    p = profile.mutate(**value_windows(profile))
+    return p.mutate(value_score=value_score_column(p)).select(*profile.columns, "value_score")
 
 
 # -- reasons ------------------------------------------------------------------------------
@@ -167,20 +172,19 @@ def _join(texts: list[ir.StringValue], lang: i18n.Lang) -> ir.StringValue:
     return out
 
 
-def _top_counts(profile: ir.Table, rules: TierRules) -> ir.Table:
-    """One at-or-above count per feature used in a ``top`` condition: each window (a sort
-    of all users) runs once however many rules use that feature."""
-    if _USERS not in profile.columns:
-        profile = profile.mutate(**{_USERS: profile.user_id.count().over(ibis.window())})
-    users = profile[_USERS]
+def top_windows(profile: ir.Table, rules: TierRules) -> dict[str, ir.Value]:
+    """One at-or-above count per feature used in a ``top`` condition that ``profile`` has and
+    has not counted yet (:func:`value_windows` counts its parts): each window (a sort of all
+    users) runs once however many rules use that feature."""
+    users = profile[_USERS] if _USERS in profile.columns else profile.user_id.count().over(ibis.window())
     counts = {}
     for feature in sorted({c.feature for t in rules.tiers for r in t.rules for c in r.when if c.top is not None}):
         if feature not in profile.columns or _AT_OR_ABOVE + feature in profile.columns:
-            continue  # unknown: reported by _condition; counted already: by value_score(keep_counts=True)
+            continue  # unknown: reported by _condition
         counts[_AT_OR_ABOVE + feature] = _at_or_above(
             _fill_worst(profile, feature), users, higher_is_better=feature not in _LOWER_IS_BETTER
         )
-    return profile.mutate(**counts) if counts else profile
+    return counts
 
 
 def _fallback_reason(profile: ir.Table, lang: i18n.Lang) -> ir.StringValue:
@@ -203,7 +207,8 @@ def assign_tiers(profile: ir.Table, *, rules: TierRules, lang: i18n.Lang = "en")
     if lang not in i18n.LANGS:
         raise InputError(f"lang {lang!r} is not supported", hint=f"use one of: {', '.join(i18n.LANGS)}")
     columns = [c for c in profile.columns if c != _USERS and not c.startswith(_AT_OR_ABOVE)]
-    profile = _top_counts(profile, rules)
+    if counts := top_windows(profile, rules):
+        profile = profile.mutate(**counts)
     branches: list[tuple[ir.BooleanValue, str, ir.StringValue]] = []
     for spec in rules.tiers:
         for rule in spec.rules:
