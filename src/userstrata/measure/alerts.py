@@ -82,21 +82,23 @@ def rule_label(rule: str, lang: str = "en") -> str:
 # --------------------------------------------------------------------------- building blocks
 
 
-def _bought(orders: ir.Table, clock: Clock, as_of: dt_.date) -> ir.Table:
-    o = orders.mutate(day=clock.local_date(orders.ts))
-    return o.filter(o.day <= as_of, o.status.isin(PURCHASE_STATUSES) | o.status.isnull())
+def _bought(orders: ir.Table, clock: Clock, as_of: dt_.date, start: dt_.date | None = None) -> ir.Table:
+    o = orders.filter(clock.on_or_before(orders.ts, as_of), orders.status.isin(PURCHASE_STATUSES) | orders.status.isnull())
+    if start is not None:
+        o = o.filter(clock.on_or_after(o.ts, start))
+    return o.mutate(day=clock.local_date(o.ts))
 
 
 def activity_days(events: ir.Table, orders: ir.Table, *, clock: Clock, start: dt_.date | None,
                   end: dt_.date) -> ir.Table:
     """``user_id, day``: each local day from ``start`` (None: the first) to ``end`` with any event
     or purchase of a known user, once."""
-    e = events.filter(events.user_id.notnull())
+    # the window in each part, on the stored timestamps: the distinct pairs are only those of the window
+    e = events.filter(events.user_id.notnull(), clock.on_or_before(events.ts, end))
+    if start is not None:
+        e = e.filter(clock.on_or_after(e.ts, start))
     e = e.select("user_id", day=clock.local_date(e.ts))
-    o = _bought(orders, clock, end).select("user_id", "day")
-    e = e.filter(e.day <= end)
-    if start is not None:  # in each part: the distinct pairs are only those of the window
-        e, o = e.filter(e.day >= start), o.filter(o.day >= start)
+    o = _bought(orders, clock, end, start).select("user_id", "day")
     return ibis.union(e, o, distinct=True)
 
 
@@ -105,9 +107,8 @@ def _last_active(events: ir.Table, orders: ir.Table, *, clock: Clock, end: dt_.d
 
     The latest of each source's own latest day: the same as the maximum over ``activity_days``
     without first making every (user, day) pair distinct, a hash table of the whole history."""
-    e = events.filter(events.user_id.notnull())
+    e = events.filter(events.user_id.notnull(), clock.on_or_before(events.ts, end))
     e = e.select("user_id", day=clock.local_date(e.ts))
-    e = e.filter(e.day <= end)
     e = e.group_by("user_id").agg(day=e.day.max())
     o = _bought(orders, clock, end)
     o = o.group_by("user_id").agg(day=o.day.max())
@@ -192,7 +193,7 @@ def unused_purchase(events: ir.Table, orders: ir.Table, order_items: ir.Table, p
                                  lookback_days=rules.purchase_lookback_days)
     bought = bought.filter(_engine.days_between(bought.day, as_of) >= rules.unused_days)
     use = events.filter(events.user_id.notnull(), events.event.isin(rules.usage_events))
-    use = use.filter(clock.local_date(use.ts) <= as_of).select(use_user=use.user_id, use_ts=use.ts)
+    use = use.filter(clock.on_or_before(use.ts, as_of)).select(use_user=use.user_id, use_ts=use.ts)
     # one anti join: a purchase with any usage event of its buyer at or after it is used
     unused = bought.anti_join(use, [bought.user_id == use.use_user, use.use_ts >= bought.ts])
     counts = unused.group_by("user_id").agg(unused_purchases=unused.order_id.nunique().cast("int64"))
@@ -213,9 +214,8 @@ def no_login_after_course(events: ir.Table, orders: ir.Table, order_items: ir.Ta
     bought = _category_purchases(orders, order_items, rules.course_categories, as_of=as_of, clock=clock,
                                  lookback_days=rules.purchase_lookback_days)
     latest = bought.group_by("user_id").agg(bought_on=bought.day.max(), bought_ts=bought.ts.max())
-    logins = events.filter(events.user_id.notnull(), events.event == "login")
-    logins = logins.mutate(day=clock.local_date(logins.ts))
-    logins = logins.filter(logins.day <= as_of).select(login_user=logins.user_id, login_ts=logins.ts, day=logins.day)
+    logins = events.filter(events.user_id.notnull(), events.event == "login", clock.on_or_before(events.ts, as_of))
+    logins = logins.select(login_user=logins.user_id, login_ts=logins.ts, day=clock.local_date(logins.ts))
     after = latest.join(logins, (latest.user_id == logins.login_user) & (logins.login_ts >= latest.bought_ts))
     last_login = after.group_by("user_id").agg(last_login=after.day.max())
     last_login = last_login.rename(_login_user="user_id")
@@ -232,9 +232,9 @@ def streak_at_risk(events: ir.Table, profile: ir.Table, *, as_of: dt_.date, cloc
     """Users who checked in on each of the ``streak_days`` (or more) days up to the day before
     ``as_of`` and not yet on ``as_of``: ``user_id, tier, streak_days`` (the run's length, counted
     over the last 400 days)."""
-    c = events.filter(events.user_id.notnull(), events.event == "checkin")
-    c = c.select("user_id", day=clock.local_date(c.ts))
-    c = c.filter(c.day <= as_of, c.day > _day(as_of - dt_.timedelta(days=400))).distinct()
+    c = events.filter(events.user_id.notnull(), events.event == "checkin", clock.on_or_before(events.ts, as_of),
+                      clock.on_or_after(events.ts, as_of - dt_.timedelta(days=399)))
+    c = c.select("user_id", day=clock.local_date(c.ts)).distinct()
     today = c.filter(c.day == _day(as_of)).select("user_id")
     before = c.filter(c.day < _day(as_of))
     # gaps and islands: within a run of consecutive days, day - position is constant
@@ -307,8 +307,7 @@ def segment_metric_drop(events: ir.Table, orders: ir.Table, users: ir.Table, pro
         act = act.group_by("segment", "day").agg(n=act.user_id.nunique())
         parts.append(_daily(act, "active_users", act.n, ibis.literal(1), act.n))
     if "orders" in metrics or "gmv" in metrics:
-        o = _bought(orders, clock, as_of)
-        o = o.filter(o.day >= _day(first)).join(seg, "user_id")
+        o = _bought(orders, clock, as_of, first).join(seg, "user_id")
         o = o.group_by("segment", "day").agg(n=o.order_id.nunique(), cents=to_cents(o.amount).sum())
         if "orders" in metrics:
             parts.append(_daily(o, "orders", o.n, ibis.literal(1), o.n))
@@ -316,9 +315,9 @@ def segment_metric_drop(events: ir.Table, orders: ir.Table, users: ir.Table, pro
             parts.append(_daily(o, "gmv", o.cents, ibis.literal(1), o.n))
     if "conversion" in metrics:
         a_event, b_event = rules.conversion_events
-        e = events.filter(events.user_id.notnull(), events.event.isin([a_event, b_event]))
-        e = e.mutate(day=clock.local_date(e.ts))
-        e = e.filter(e.day >= _day(first), e.day <= _day(as_of)).join(seg, "user_id")
+        e = events.filter(events.user_id.notnull(), events.event.isin([a_event, b_event]),
+                          clock.on_or_after(events.ts, first), clock.on_or_before(events.ts, as_of))
+        e = e.mutate(day=clock.local_date(e.ts)).join(seg, "user_id")
         e = e.group_by("segment", "day").agg(
             a=e.user_id.nunique(where=e.event == a_event), b=e.user_id.nunique(where=e.event == b_event)
         )
