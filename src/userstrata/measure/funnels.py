@@ -198,8 +198,7 @@ def funnel_units(
         stream = stream.mutate(**{
             f"{what}_lead{j}": stream[what].lead(j).over(w) for j in range(1, n) for what in ("event", "ts", "event_id")
         })  # fmt: skip
-    day = clock.local_date(stream.ts)
-    firsts = stream.filter((stream.event == steps[0]) & day.between(start, end))
+    firsts = stream.filter(stream.event == steps[0], clock.on_or_after(stream.ts, start), clock.on_or_before(stream.ts, end))
     if weekly:
         firsts = firsts.mutate(entry_week=clock.local_date(firsts.ts).truncate("W"))
     if order == "strict":  # the entry's own row: its leads are the next events
