@@ -33,6 +33,8 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from userstrata.errors import InputError
 from userstrata.ingest import pii, readers, vocab
@@ -222,7 +224,11 @@ class _Staging:
         self.raw, self.spec = raw, spec
         self.alias = f"_us_stage_{token}"
         self.folder = Path(tempfile.mkdtemp(prefix="userstrata-load-"))
-        self.rows = f"{self.alias}.accepted"
+        # kept rows: one Parquet file per chunk (written by Arrow: cheap), read back as one
+        # relation in file order; the first file is empty so that the relation always exists
+        self.rows = f"read_parquet({lit(str(self.folder / 'rows-*.parquet'))})"
+        self.schema = pa.schema([(c, _ARROW_TYPES[str(t)]) for c, t in spec.schema.items()] + [("_row", pa.int64())])
+        self.files = 0
         self.rejects = f"{self.alias}.rejected"
         self.bases = f"{self.alias}.event_bases"  # derived event ids seen so far, with their count
 
@@ -230,14 +236,19 @@ class _Staging:
         return f"{self.alias}.{name}"
 
     def __enter__(self) -> "_Staging":
-        raw, spec = self.raw, self.spec
+        raw = self.raw
         raw.execute(f"ATTACH {lit(str(self.folder / 'stage.duckdb'))} AS {self.alias}")
-        columns = ", ".join(f"{ident(c)} {_sql_type(t)}" for c, t in spec.schema.items())
-        raw.execute(f"CREATE TABLE {self.rows} ({columns}, _row BIGINT)")
+        self.keep(self.schema.empty_table())
         raw.execute(f"CREATE TABLE {self.rejects} (row_number BIGINT, column_name VARCHAR, value VARCHAR, "
                     "reason VARCHAR, reason_zh VARCHAR, raw VARCHAR)")
         raw.execute(f"CREATE TABLE {self.bases} (base VARCHAR PRIMARY KEY, n BIGINT)")
         return self
+
+    def keep(self, rows: pa.Table) -> None:
+        """Add kept rows (in file order) after those kept so far."""
+        pq.write_table(rows.select(self.schema.names).cast(self.schema),
+                       self.folder / f"rows-{self.files:06d}.parquet", compression="snappy")
+        self.files += 1
 
     def __exit__(self, *exc) -> None:
         with contextlib.suppress(Exception):
@@ -245,8 +256,7 @@ class _Staging:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _sql_type(dtype: dt.DataType) -> str:
-    return {"string": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE", "timestamp": "TIMESTAMP"}[str(dtype)]
+_ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "timestamp": pa.timestamp("us")}
 
 
 def _rules(settings, started: dt_.datetime, *, hash_pii: bool = False) -> Rules:
@@ -472,7 +482,6 @@ def _number_derived_events(raw, staging: _Staging) -> pa.Table:
 def _validate_chunk(raw, spec: TableSpec, plan: ColumnPlan, chunk: readers.Chunk, rules: Rules,
                     staging: _Staging, *, display: str, counts: dict[str, int], keep_all: bool) -> pa.Table:
     """Stage and decide the valid rows of one chunk; returns its reject candidates."""
-    columns = ", ".join("s." + ident(c) for c in spec.columns)
     with _registered(raw, _CHUNK, chunk.table):
         stage = raw.execute(stage_query(spec, plan, rules, chunk=_CHUNK)).to_arrow_table()
         if "_derived_id" in stage.column_names:
@@ -485,13 +494,13 @@ def _validate_chunk(raw, spec: TableSpec, plan: ColumnPlan, chunk: readers.Chunk
                 ).to_arrow_table()
             else:
                 decision = raw.execute(_decision_query(spec, staging)).to_arrow_table()
+            # kept versions are staged at once, so that later chunks find them (picked and put in
+            # file order in Arrow: no join, no SQL sort)
+            kept_rows = decision.filter(pc.equal(decision["_decision"], "kept"))["_row"]
+            kept = stage.filter(pc.is_in(stage["_row"], value_set=kept_rows)).select([*spec.columns, "_row"])
+            kept = kept.sort_by("_row")
+            staging.keep(kept)
             with _registered(raw, _DECISION, decision):
-                # kept versions are staged at once, so that later chunks find them
-                raw.execute(f"""
-                    INSERT INTO {staging.rows}
-                    SELECT {columns}, s._row FROM {_STAGE} s JOIN {_DECISION} d USING (_row)
-                    WHERE d._decision = 'kept' ORDER BY s._row
-                """)
                 rejected = raw.execute(_rejects_query(spec, plan, chunk, display=display)).to_arrow_table()
                 n_kept, n_repeat = raw.execute(f"""
                     SELECT count(*) FILTER (WHERE _decision = 'kept'), count(*) FILTER (WHERE _decision = 'repeat')

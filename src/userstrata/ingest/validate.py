@@ -8,8 +8,11 @@ are addressed by position (``c0``, ``c1``...), never by their names.
 from __future__ import annotations
 
 import datetime as dt_
+import functools
+import zoneinfo
 from dataclasses import dataclass
 
+from userstrata import _engine
 from userstrata.ingest import pii
 from userstrata.ingest.mapping import ColumnPlan
 from userstrata.schema import ORDER_STATUSES, TableSpec
@@ -18,6 +21,9 @@ from userstrata.schema import ORDER_STATUSES, TableSpec
 _WS = " \t\r\n\u00a0\u3000"
 # what may decorate a number: whitespace, currency symbols (seed brief: ¥ ￥ $)
 _NUMBER_NOISE = r"[\s\x{00A0}\x{3000}¥￥$]"
+# a cell that starts or ends with one of _WS (or another regex space, which trim then keeps):
+# only such cells go through the (slower) multi-character trim
+_WS_AT_EDGE = r"^[\s\x{00A0}\x{3000}]|[\s\x{00A0}\x{3000}]$"
 _NOT_BLANK = r"[^\s\x{00A0}\x{3000}]"
 _THOUSANDS = r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?"
 # a time with an explicit offset or zone: '...07:59:00Z', '...07:59+08:00', '... 07:59:00 +0800'
@@ -92,25 +98,79 @@ def _quoted(expr: str) -> str:
 
 
 def _lookup(expr: str, pairs: tuple[tuple[str, str], ...], *, otherwise: str = "NULL") -> str:
-    """SQL for: the canonical value of ``expr`` (trimmed, lower-cased) by ``pairs``."""
-    groups: dict[str, list[str]] = {}
-    for source, canonical in pairs:
-        groups.setdefault(canonical, []).append(source)
-    if not groups:
+    """SQL for: the canonical value of ``expr`` (trimmed and already lower-cased: a column, so
+    that lower() runs once per row, not once per WHEN) by ``pairs``."""
+    if not pairs:
         return otherwise
-    key = f"lower({expr})"
-    whens = " ".join(
-        f"WHEN {key} IN ({', '.join(lit(v) for v in sources)}) THEN {lit(canonical)}"
-        for canonical, sources in groups.items()
-    )
-    return f"CASE {whens} ELSE {otherwise} END"
+    # one simple CASE (a hash-free scan of short strings) is several times faster in DuckDB than
+    # IN lists, which it runs as a join per canonical value
+    whens = " ".join(f"WHEN {lit(source)} THEN {lit(canonical)}" for source, canonical in dict(pairs).items())
+    return f"CASE {expr} {whens} ELSE {otherwise} END"
 
 
-def _parse_ts(raw: str, zone: str) -> str:
+def _trim(cell: str) -> str:
+    """SQL for: ``cell`` without the spaces of ``_WS`` around it, '' as NULL. The same as
+    ``trim(cell, _WS)``; a cell with nothing to trim (nearly all) skips the trim."""
+    return (f"nullif(CASE WHEN regexp_matches({cell}, {lit(_WS_AT_EDGE)}) THEN trim({cell}, {lit(_WS)}) "
+            f"ELSE {cell} END, '')")
+
+
+# a zone's offset is taken as fixed only up to this date (the offset changes are scanned up to it)
+_FIXED_UNTIL = dt_.datetime(2100, 1, 1)
+
+
+@functools.lru_cache(maxsize=64)
+def fixed_offset(zone: str) -> tuple[dt_.datetime, dt_.datetime, dt_.timedelta] | None:
+    """(from, until, offset): local times in [from, until) are UTC + offset in ``zone``, with no
+    transition in between (Asia/Shanghai: from 1991-09-17, two days after its last summer time
+    ended). None for a zone with daylight saving or one the tz database does not know."""
+    try:
+        first, changes = _engine._offset_changes(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+    if len(changes) > _engine._MAX_ARITHMETIC_CHANGES:  # the scan stopped early: daylight saving
+        return None
+    since, seconds = changes[-1] if changes else (dt_.datetime(1970, 1, 1), first)
+    offset = dt_.timedelta(seconds=seconds)
+    return since + offset + dt_.timedelta(days=2), _FIXED_UNTIL, offset
+
+
+def to_utc(local: str, zone: str) -> str:
+    """SQL for: the naive local time ``local`` in ``zone`` as naive UTC. Times in the zone's
+    last fixed-offset stretch (``fixed_offset``) are shifted by it; others go through the
+    time-zone database (the same result, per row and slower)."""
+    general = f"timezone('UTC', timezone({lit(zone)}, {local}))"
+    fixed = fixed_offset(zone)
+    if fixed is None:
+        return general
+    start, until, offset = fixed
+    seconds = int(offset.total_seconds())
+    return (f"CASE WHEN {local} >= {lit(start)} AND {local} < {lit(until)} "
+            f"THEN {local} - INTERVAL ({seconds}) SECOND ELSE {general} END")
+
+
+# a zone or offset at the end of a time (a superset of what _OFFSET ends with)
+_ZONE_AT_END = r"(Z|z|UTC|GMT|[+-]\d{2}(:?\d{2})?)$"
+
+
+def _plain_ts(raw: str) -> str:
+    """SQL for: ``raw`` as a naive timestamp when it is one TRY_CAST reads and none of the
+    branches of ``_parse_ts`` before TRY_CAST could take it (epoch digits have no '-', '/' or
+    ':'; a zone or offset at its end goes to the regex branch); NULL otherwise (the general
+    parser decides). Substring checks and one end-anchored regex: cheap."""
+    return (f"CASE WHEN (strpos({raw}, '-') > 0 OR strpos({raw}, '/') > 0 OR strpos({raw}, ':') > 0) "
+            f"AND NOT regexp_matches({raw}, {lit(_ZONE_AT_END)}) THEN TRY_CAST({raw} AS TIMESTAMP) END")
+
+
+def _parse_ts(raw: str, zone: str, plain: str | None = None) -> str:
+    """SQL for: the cell ``raw`` as naive UTC, or NULL. ``plain`` names the column that holds
+    ``_plain_ts(raw)`` (computed once, below this expression): those values skip the regexes."""
     zone_lit = lit(zone)
     formats = "[" + ", ".join(lit(f) for f in _EXTRA_FORMATS) + "]"
+    fast = f"WHEN {plain} IS NOT NULL THEN {to_utc(plain, zone)}" if plain else ""
     return f"""CASE
         WHEN {raw} IS NULL THEN NULL
+        {fast}
         WHEN regexp_full_match({raw}, '\\d{{9,10}}(\\.\\d+)?')
             THEN make_timestamp(CAST(round(CAST({raw} AS DOUBLE) * 1000000) AS BIGINT))
         WHEN regexp_full_match({raw}, '1\\d{{12}}') THEN make_timestamp(CAST({raw} AS BIGINT) * 1000)
@@ -140,15 +200,19 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
         all_cells.append(f"regexp_matches(c{i}, {lit(_NOT_BLANK)})")
     for col in spec.columns:
         pos = plan.sources.get(col)
-        cell = f"nullif(trim(c{pos}, {lit(_WS)}), '')" if pos is not None else "NULL::VARCHAR"
+        cell = _trim(f"c{pos}") if pos is not None else "NULL::VARCHAR"
         raw_cols.append(f"{cell} AS {ident('r_' + col)}")
         if column_kind(spec, col) in ("money", "count"):
             clean = f"regexp_replace({ident('r_' + col)}, {lit(_NUMBER_NOISE)}, '', 'g')"
             raw_cols.append(f"{clean} AS {ident('n_' + col)}")  # refers to r_ via lateral alias
+        if column_kind(spec, col) in ("status", "event"):  # looked up lower-cased
+            raw_cols.append(f"lower({ident('r_' + col)}) AS {ident('k_' + col)}")
+        if column_kind(spec, col) == "ts":  # the common case, parsed once without regexes
+            raw_cols.append(f"{_plain_ts(ident('r_' + col))} AS {ident('l_' + col)}")
     json_extras = []
     if plan.json_column:
         for pos in sorted(plan.extras, key=lambda p: plan.source_names[p]):
-            raw_cols.append(f"nullif(trim(c{pos}, {lit(_WS)}), '') AS x{pos}")
+            raw_cols.append(f"{_trim(f'c{pos}')} AS x{pos}")
             json_extras.append(f"{lit(plan.source_names[pos])}, x{pos}")
     # a row with every cell empty carries nothing: skipped (and counted in a warning)
     not_blank = " OR ".join(all_cells) or "FALSE"
@@ -159,7 +223,7 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
         kind, r = column_kind(spec, col), ident("r_" + col)
         default = defaults.get(col)
         if kind == "ts":
-            value = _parse_ts(r, rules.timezone)
+            value = _parse_ts(r, rules.timezone, ident("l_" + col))
         elif kind == "money":
             value = _parse_number(ident("n_" + col))
             if default is not None:
@@ -172,9 +236,9 @@ def stage_query(spec: TableSpec, plan: ColumnPlan, rules: Rules, *, chunk: str) 
                 f"THEN CAST({number} AS BIGINT) END"
             )
         elif kind == "status":
-            value = _lookup(r, rules.statuses)
+            value = _lookup(ident("k_" + col), rules.statuses)
         elif kind == "event":
-            value = _lookup(r, rules.events, otherwise=f"lower({r})")
+            value = _lookup(ident("k_" + col), rules.events, otherwise=ident("k_" + col))
         elif kind == "upper":
             value = f"upper({r})"
         elif kind == "json":
