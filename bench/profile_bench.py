@@ -165,6 +165,10 @@ def _same_child(kind: str, workspace: Path, memory_limit: str | None) -> None:
     con = ibis.duckdb.connect(str(workspace), read_only=True)
     con.raw_sql("SET TimeZone = 'UTC'")
     con.raw_sql("SET threads = 2")
+    # a private spill folder: read-only runs of one file otherwise share <file>.tmp and clash
+    import tempfile
+
+    con.raw_sql(f"SET temp_directory = '{tempfile.mkdtemp(prefix='profile-bench-')}'")
     if memory_limit:  # "default": userstrata's default limit (what Store.open sets)
         from userstrata.store import duckdb_memory_limit
 
@@ -172,7 +176,10 @@ def _same_child(kind: str, workspace: Path, memory_limit: str | None) -> None:
     start, cpu = time.perf_counter(), time.process_time()
     if kind == "userstrata":
         tables = {n: con.table(n) for n in ("users", "orders", "order_items", "events")}
-        rows = con.to_pyarrow(build_profile(**tables, as_of=AS_OF, settings=Settings())).num_rows
+        # how the library fetches a profile (a snapshot, an export): userstrata._engine.to_arrow
+        from userstrata._engine import to_arrow
+
+        rows = to_arrow(con, build_profile(**tables, as_of=AS_OF, settings=Settings())).num_rows
     else:
         rows = con.con.execute(profile_sql(AS_OF)).to_arrow_table().num_rows
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu

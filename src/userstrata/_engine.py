@@ -47,6 +47,21 @@ def connect(target: Any = None) -> tuple[ibis.BaseBackend, str]:
     return con, "duckdb"
 
 
+def to_arrow(con: ibis.BaseBackend, expr: ir.Table) -> Any:
+    """The result of ``expr`` as a pyarrow Table, in the types Ibis gives it.
+
+    On DuckDB through a cursor's ``execute``: Ibis's own ``to_pyarrow`` goes through a DuckDB
+    relation, which holds the whole result a second time while converting it (measured: +335 MB
+    at peak for the 1M-user profile, 271 MB of Arrow)."""
+    if con.name != "duckdb":
+        return con.to_pyarrow(expr)
+    from ibis.backends.duckdb.converter import DuckDBPyArrowData  # noqa: PLC0415
+
+    con._run_pre_execute_hooks(expr)  # registers the expression's memtables, as Ibis's own path does
+    table = con.con.execute(con.compile(expr)).fetch_arrow_table()
+    return expr.__pyarrow_result__(table, data_mapper=DuckDBPyArrowData)
+
+
 SPARK_PREFIX = "spark"  # a workspace named "spark" or "spark:MASTER" runs on a Spark session
 
 

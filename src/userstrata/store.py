@@ -201,7 +201,7 @@ class Store:
         if isinstance(profile, pd.DataFrame):
             arrow = pa.Table.from_pandas(profile, preserve_index=False)
         else:
-            arrow = self.con.to_pyarrow(profile)
+            arrow = _engine.to_arrow(self.con, profile)
         raw = self.duckdb
         with self.transaction():
             raw.execute(

@@ -485,7 +485,7 @@ class Workspace:
         folder.mkdir(parents=True, exist_ok=True)
         written = {}
         for name, spec in CANONICAL.items():
-            table = self.table(name).select(*spec.columns).to_pyarrow()
+            table = _engine.to_arrow(self.store.con, self.table(name).select(*spec.columns))
             micro = pa.schema([pa.field(f.name, pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f
                                for f in table.schema])
             written[name] = folder / f"{name}.parquet"

@@ -28,6 +28,8 @@ def engagement_features(
         first_event_ts=e.ts.min(),
         last_event_ts=e.ts.max(),
         event_days=e.event_date.nunique(),
-        interaction_depth=e.event_name.isin(interaction_events).sum(),
-        community_actions=e.event_name.isin(community_events).sum(),
+        # counted, not summed: a 64-bit integer on every engine (DuckDB sums booleans to a
+        # 128-bit decimal, which Ibis then converts in a copy of the result)
+        interaction_depth=e.count(where=e.event_name.isin(interaction_events)),
+        community_actions=e.count(where=e.event_name.isin(community_events)),
     )

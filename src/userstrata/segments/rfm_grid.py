@@ -80,7 +80,7 @@ def rfm_columns(p: ir.Table, *, rules: RFMRules) -> dict[str, ir.Value]:
         # floor(bins * below / n) without a division: the number of cut points j * n / bins
         # (j = 1 .. bins-1) that ``below`` reaches, in exact integer comparisons
         steps = ibis.cases(*[(below * bins >= p._n * j, j) for j in range(bins - 1, 0, -1)], else_=0)
-        return ibis.ifelse(p._buyer, steps + 1, None)
+        return ibis.ifelse(p._buyer, steps + 1, None).cast("int32")  # what the engines give: no conversion
 
     def high(k: str) -> ir.IntegerValue:
         if rules.split == "median":
