@@ -248,14 +248,9 @@ def run_stage(base: Path, stage: str, engine: str, args: argparse.Namespace) -> 
         peak = max(peak, rss)
         if rss > cap:
             killed = f"stopped: resident memory {rss:,.0f} MiB above the {args.cap_gib} GiB cap"
-            for p in [*_children(proc.pid), proc.pid]:
-                try:
-                    os.kill(p, 9)
-                except OSError:
-                    pass
-            break
-        if time.perf_counter() - start > args.stage_timeout:
+        elif time.perf_counter() - start > args.stage_timeout:
             killed = f"stopped: still running after {args.stage_timeout} s"
+        if killed:
             for p in [*_children(proc.pid), proc.pid]:
                 try:
                     os.kill(p, 9)
