@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import ibis.expr.types as ir
 import pandas as pd
 
-from userstrata import ingest
+from userstrata import _engine, ingest
 from userstrata.activate.segments import BUILT_IN, Segment, columns_used, defined_segments, resolve, segment_members
 from userstrata.config import Settings
 from userstrata.errors import InputError, NotFoundError
