@@ -58,7 +58,7 @@ def to_arrow(con: ibis.BaseBackend, expr: ir.Table) -> Any:
     from ibis.backends.duckdb.converter import DuckDBPyArrowData  # noqa: PLC0415
 
     con._run_pre_execute_hooks(expr)  # registers the expression's memtables, as Ibis's own path does
-    table = con.con.execute(con.compile(expr)).fetch_arrow_table()
+    table = con.con.execute(con.compile(expr)).to_arrow_table()
     return expr.__pyarrow_result__(table, data_mapper=DuckDBPyArrowData)
 
 
