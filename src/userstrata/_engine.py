@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import itertools
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -126,14 +127,13 @@ _MAX_ARITHMETIC_CHANGES = 24
 _SCAN_STEP = _dt.timedelta(days=3)
 
 
-@functools.lru_cache(maxsize=32)
-def _offset_changes(zone: str) -> tuple[int, tuple[tuple[_dt.datetime, int], ...]]:
-    """UTC offset (seconds) of ``zone`` at 1970-01-01 and its changes until 2100 (naive UTC)."""
+def _changes(zone: str, since: _dt.datetime):
+    """Each offset change of ``zone`` from ``since`` until 2100: (naive-UTC instant, offset
+    before, offset after, in seconds), found by stepping and bisecting to the second."""
     tz, utc = ZoneInfo(zone), _dt.timezone.utc
-    t = _dt.datetime(1970, 1, 1, tzinfo=utc)
-    first = prev = t.astimezone(tz).utcoffset()
-    changes = []
-    while t.year < 2100 and len(changes) <= _MAX_ARITHMETIC_CHANGES:
+    t = since.replace(tzinfo=utc)
+    prev = t.astimezone(tz).utcoffset()
+    while t.year < 2100:
         nxt = t + _SCAN_STEP
         offset = nxt.astimezone(tz).utcoffset()
         if offset != prev:
@@ -143,10 +143,19 @@ def _offset_changes(zone: str) -> tuple[int, tuple[tuple[_dt.datetime, int], ...
                 lo, hi = (mid, hi) if mid.astimezone(tz).utcoffset() == prev else (lo, mid)
             at = hi.replace(tzinfo=None, microsecond=0)
             at = at.replace(second=0) + _dt.timedelta(minutes=at.second >= 30)  # changes fall on minutes
-            changes.append((at, int(offset.total_seconds())))
+            yield at, int(prev.total_seconds()), int(offset.total_seconds())
             prev = offset
         t = nxt
-    return int(first.total_seconds()), tuple(changes)
+
+
+@functools.lru_cache(maxsize=32)
+def _offset_changes(zone: str) -> tuple[int, tuple[tuple[_dt.datetime, int], ...]]:
+    """UTC offset (seconds) of ``zone`` at 1970-01-01 and its changes until 2100 (naive UTC);
+    the scan stops after ``_MAX_ARITHMETIC_CHANGES + 1`` of them."""
+    start = _dt.datetime(1970, 1, 1)
+    first = int(start.replace(tzinfo=_dt.timezone.utc).astimezone(ZoneInfo(zone)).utcoffset().total_seconds())
+    found = itertools.islice(_changes(zone, start), _MAX_ARITHMETIC_CHANGES + 1)
+    return first, tuple((at, after) for at, _, after in found)
 
 
 def local_time(ts: ir.TimestampValue, zone: str, engine: str) -> ir.TimestampValue:
@@ -166,24 +175,14 @@ def local_time(ts: ir.TimestampValue, zone: str, engine: str) -> ir.TimestampVal
 @functools.lru_cache(maxsize=32)
 def _dates_monotone(zone: str) -> bool:
     """Whether the local date never goes back as UTC time goes on (1990-2100, the years a load
-    accepts): true unless a clock set back crosses midnight (America/Santiago). Then "local day
-    <= D" is "ts before the first instant of D + 1", a filter on the stored timestamp that
-    engines push into the scan instead of converting every row."""
-    tz, utc = ZoneInfo(zone), _dt.timezone.utc
-    t = _dt.datetime(1990, 1, 1, tzinfo=utc)
-    prev = t.astimezone(tz).utcoffset()
-    while t.year < 2100:
-        nxt = t + _SCAN_STEP
-        offset = nxt.astimezone(tz).utcoffset()
-        if offset < prev:  # set back somewhere in (t, nxt]: find the instant
-            lo, hi = t, nxt
-            while hi - lo > _dt.timedelta(seconds=1):
-                mid = lo + (hi - lo) / 2
-                lo, hi = (mid, hi) if mid.astimezone(tz).utcoffset() == prev else (lo, mid)
-            if hi.astimezone(tz).date() < lo.astimezone(tz).date():
-                return False
-        prev = offset
-        t = nxt
+    accepts): true unless a clock set back crosses midnight. Then "local day <= D" is "ts
+    before the first instant of D + 1", a filter on the stored timestamp that engines push
+    into the scan instead of converting every row."""
+    for at, before, after in _changes(zone, _dt.datetime(1990, 1, 1)):
+        last_before = at - _dt.timedelta(seconds=1) + _dt.timedelta(seconds=before)  # local, just before
+        first_after = at + _dt.timedelta(seconds=after)  # local, at the change
+        if first_after.date() < last_before.date():
+            return False
     return True
 
 
