@@ -1,13 +1,18 @@
-"""Paths speed: userstrata's next event after an anchor (``measure.paths``) against pm4py.
+"""Paths speed: userstrata's next event after an anchor (``measure.paths``) against the Python
+path-analysis peers retentioneering and pm4py.
 
-retentioneering (the usual Python path-analysis library) is not on the package registry this
-project installs from, so pm4py stands in: a process-mining library whose directly-follows graph
-(DFG) counts "event Y right after event X". It runs in its own venv (``bench/make_pm4py_venv.sh``
-creates ``bench/.venv-pm4py``), on the same event log:
+Each peer runs in its own venv (its pins must not leak into the project's):
+``bench/make_retentioneering_venv.sh`` creates ``bench/.venv-rete`` and
+``bench/make_pm4py_venv.sh`` creates ``bench/.venv-pm4py``. All three read the same event log:
 
 - ``ours``: ``paths(events, anchor, steps=1, conversion=None, collapse_repeats=False)`` compiled by
   Ibis and run on DuckDB: for each user, the event right after their first ``anchor`` (ties in
   time broken by ``event_id``); ``next`` holds the users per event.
+- ``retentioneering``: its step matrix centred on the first occurrence of the anchor
+  (``Eventstream.step_matrix_data(max_steps=1, anchor={"pattern": anchor, "occurrence":
+  "first"})``); column +1 is the share of those users at each next event, times the users with
+  the anchor. Timed: building the ``Eventstream`` from the log in memory (it sorts and indexes
+  the paths) and the step matrix; reading the Parquet log is reported apart.
 - ``pm4py``: the same definition in pm4py: ``filter_suffixes(log, anchor)`` keeps each case's
   events after its first ``anchor``, and the start activities of ``discover_dfg`` on that log are
   the events right after it. Also timed: ``discover_dfg`` of the whole log (every X -> Y pair;
@@ -15,12 +20,12 @@ creates ``bench/.venv-pm4py``), on the same event log:
 
 The log: ``--users`` users, ``--events`` events over 150 days inside the period (every anchor
 counts), 8 event names; a DuckDB file for userstrata, the same rows as Parquet (ordered by
-``event_id``, which pm4py keeps as its tie-break) for pm4py. Each contestant in a fresh process,
-alternated, best of ``--repeat``; peak memory is the child's VmHWM. The counts must agree
-(userstrata's ``(end)``, users whose anchor is their last event, has no pm4py row).
+``event_id``, which both peers keep as their tie-break) for the peers. Each contestant in a fresh
+process, alternated, best of ``--repeat``; peak memory is the child's VmHWM. The counts must agree
+(userstrata's ``(end)``, users whose anchor is their last event, has no peer row).
 
-    bash bench/make_pm4py_venv.sh
-    .venv/bin/python bench/paths_bench.py --users 200000 --events 10000000
+    bash bench/make_retentioneering_venv.sh; bash bench/make_pm4py_venv.sh
+    .venv/bin/python bench/paths_bench.py --users 200000 --events 10000000 [--peers retentioneering]
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ NAMES = ["page_view", "search", "add_to_cart", "checkout", "login", "share", "us
 ANCHOR = "search"
 START, END = dt.date(2024, 1, 1), dt.date(2024, 6, 30)
 HERE = Path(__file__).resolve().parent
-PM4PY = HERE / ".venv-pm4py" / "bin" / "python"
+PEERS = {"retentioneering": HERE / ".venv-rete" / "bin" / "python", "pm4py": HERE / ".venv-pm4py" / "bin" / "python"}
 CHUNK = 10_000_000
 
 
@@ -108,6 +113,29 @@ def run_pm4py(parquet: Path) -> dict:
             "counts": {str(e): int(n) for e, n in starts.items()}, "dfg_pairs": len(dfg)}
 
 
+def run_retentioneering(parquet: Path) -> dict:
+    os.environ["RETENTIONEERING_NO_TRACK"] = "1"  # no usage analytics sent (and no network here)
+    import pandas as pd  # noqa: PLC0415
+    from retentioneering import Eventstream  # noqa: PLC0415
+
+    began = time.perf_counter()
+    df = pd.read_parquet(parquet, columns=["user_id", "ts", "event"])  # rows in event_id order
+    loaded = time.perf_counter()
+    stream = Eventstream(df, schema={"path_cols": ["user_id"], "event_col": "event", "timestamp_col": "ts",
+                                     "custom_cols": []})
+    del df
+    (matrix,) = stream.step_matrix_data(max_steps=1, anchor={"pattern": ANCHOR, "occurrence": "first"})
+    frame = stream.df
+    anchored = frame.loc[frame["event"] == ANCHOR, "user_id"].nunique()
+    seconds = time.perf_counter() - loaded
+    shares = matrix[1]
+    counts = {str(e): round(v * anchored) for e, v in shares.items() if round(v * anchored) > 0}
+    counts.pop("path_start", None)
+    if "path_end" in counts:  # users whose anchor is their last event: userstrata's "(end)"
+        counts["(end)"] = counts.pop("path_end")
+    return {"seconds": seconds, "load_seconds": loaded - began, "counts": counts}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=200_000)
@@ -115,12 +143,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-limit", default="3GB")
-    parser.add_argument("--one", choices=["ours", "pm4py"], help=argparse.SUPPRESS)
+    parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS))
+    parser.add_argument("--one", choices=["ours", *PEERS], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ["BENCH_THREADS"], os.environ["BENCH_MEMORY_LIMIT"] = str(args.threads), args.memory_limit
     if args.one:
-        out = run_ours(args.data) if args.one == "ours" else run_pm4py(args.data)
+        out = {"ours": run_ours, "pm4py": run_pm4py, "retentioneering": run_retentioneering}[args.one](args.data)
         out |= {"peak_mib": vm_hwm_mib(), "load": load_average()}
         print(json.dumps(out))
         return
@@ -132,34 +161,42 @@ def main() -> None:
         began = time.perf_counter()
         generate(db, parquet, args.users, args.events)
         print(f"generated {args.events:,} events of {args.users:,} users in {time.perf_counter() - began:.1f}s")
-    if not PM4PY.exists():
-        sys.exit("bench/.venv-pm4py is missing: run bash bench/make_pm4py_venv.sh")
+    for peer in args.peers:
+        if not PEERS[peer].exists():
+            sys.exit(f"bench/{PEERS[peer].parent.parent.name} is missing: run bash bench/make_{peer}_venv.sh")
     best: dict[str, dict] = {}
     for _ in range(args.repeat):
-        for which in ("pm4py", "ours"):
-            python, data = (str(PM4PY), parquet) if which == "pm4py" else (sys.executable, db)
+        for which in (*args.peers, "ours"):
+            python, data = (str(PEERS[which]), parquet) if which in PEERS else (sys.executable, db)
             env = os.environ | {"PYTHONPATH": str(HERE.parent / "src")}
             run = subprocess.run([python, __file__, "--one", which, "--data", str(data), "--threads", str(args.threads),
                                   "--memory-limit", args.memory_limit], capture_output=True, text=True, env=env)
             if run.returncode:
                 sys.exit(f"{which} failed:\n{run.stderr[-3000:]}")
             got = json.loads(run.stdout.strip().splitlines()[-1])
-            extra = (f"  (load {got['load_seconds']:.1f} s, whole DFG {got['dfg_seconds']:.1f} s)"
-                     if which == "pm4py" else "")
-            print(f"  {which:<5} {got['seconds']:8.2f} s  VmHWM {got['peak_mib']:7.0f} MiB  load {got['load']:.1f}{extra}",
+            extra = f"  (reading the log {got['load_seconds']:.1f} s)" if which in PEERS else ""
+            if "dfg_seconds" in got:
+                extra += f"  (whole DFG {got['dfg_seconds']:.1f} s)"
+            print(f"  {which:<15} {got['seconds']:8.2f} s  VmHWM {got['peak_mib']:7.0f} MiB  load {got['load']:.1f}{extra}",
                   flush=True)
             if which not in best or got["seconds"] < best[which]["seconds"]:
                 best[which] = got
-    ours, peer = best["ours"], best["pm4py"]
-    mine = {e: n for e, n in ours["counts"].items() if e != "(end)"}
-    same = mine == peer["counts"]
-    print(f"next event after the first {ANCHOR!r}: agree {same}; {sum(ours['counts'].values()):,} users, "
-          f"{ours['counts']}")
-    print(f"userstrata paths      {ours['seconds']:8.2f} s   VmHWM {ours['peak_mib']:7.0f} MiB")
-    print(f"pm4py (suffix + DFG)  {peer['seconds']:8.2f} s   VmHWM {peer['peak_mib']:7.0f} MiB   "
-          f"(+ {peer['load_seconds']:.1f} s reading and formatting the log; whole DFG {peer['dfg_seconds']:.1f} s)")
-    print(f"ratio userstrata / pm4py: {ours['seconds'] / peer['seconds']:.2f}x")
-    if not same:
+    ours = best["ours"]
+    print(f"next event after the first {ANCHOR!r}: {sum(ours['counts'].values()):,} users, {ours['counts']}")
+    print(f"userstrata paths  {ours['seconds']:8.2f} s   VmHWM {ours['peak_mib']:7.0f} MiB")
+    same_all = True
+    for peer in args.peers:
+        got = best[peer]
+        # pm4py drops empty suffixes, so it has no "(end)"
+        mine = {e: n for e, n in ours["counts"].items() if e != "(end)" or peer == "retentioneering"}
+        same = mine == got["counts"]
+        same_all &= same
+        print(f"{peer:<17} {got['seconds']:8.2f} s   VmHWM {got['peak_mib']:7.0f} MiB   (+ {got['load_seconds']:.1f} s "
+              f"reading the log)   counts agree: {same}   ratio userstrata / {peer}: "
+              f"{ours['seconds'] / got['seconds']:.2f}x")
+        if not same:
+            print(f"  {peer}: {got['counts']}")
+    if not same_all:
         sys.exit(1)
 
 
