@@ -23,7 +23,7 @@ from userstrata.activate.segments import BUILT_IN, Segment, columns_used, define
 from userstrata.config import Settings
 from userstrata.errors import InputError, NotFoundError
 from userstrata.features._time import Clock
-from userstrata.ingest.identity import IdentityMap, attribute_tables, stitch
+from userstrata.ingest.identity import IdentityMap, attribute, attribute_tables, stitch
 from userstrata.features import purchases
 from userstrata.features.realisation import purchase_usage, realisation_index, unused_purchases
 from userstrata.features.tags import TAGS, tags_wide, user_tags
@@ -148,6 +148,13 @@ class Workspace:
             tables = attribute_tables(tables, self.identities(),
                                       anonymous_sources=self.settings.identity.anonymous_sources)
         return tables
+
+    def _touches(self) -> ir.Table:
+        """The touches, each under its user's one stitched id, as the other tables are."""
+        touches = self.table("touches")
+        if self._has_identities():
+            touches = attribute(touches, self.identities(), anonymous_col=None)
+        return touches
 
     def _has_identities(self) -> bool:
         return bool(self.store.con.execute(self.table("identities").count()))
@@ -408,13 +415,18 @@ class Workspace:
         return list_alerts(self.store, **filters)
 
     def abtest(self, experiment: str, *, assignments: pd.DataFrame | None = None,
-               start: dt_.datetime | None = None, **options: Any) -> Any:
+               start: dt_.datetime | None = None, source: str = "assignments", **options: Any) -> Any:
         """A/B results of ``experiment``: a touches campaign, or the ``assignments`` frame (``measure.abtest``)."""
         from userstrata.measure import abtest as ab  # noqa: PLC0415 - SciPy off the CLI's start
 
-        units = (ab.campaign_assignments(self.table("touches"), experiment) if assignments is None
-                 else ab.file_assignments(assignments, start=start))
-        return ab.ab_test(units, self.table("orders"), experiment=experiment, execute=self.store.con.execute, **options)
+        if assignments is None:
+            units = ab.campaign_assignments(self._touches(), experiment)
+        else:
+            units = ab.file_assignments(assignments, start=start, source=source)
+            if self._has_identities():  # the file's ids, stitched as the orders' are
+                units = ab.merge_assignments(attribute(units, self.identities(), anonymous_col=None))
+        return ab.ab_test(units, self._tables()["orders"], experiment=experiment, execute=self.store.con.execute,
+                          **options)
 
     def plan(self, start: dt_.date, days: int = 7, **options: Any) -> Any:
         """Who gets what, on which channel, when and why, under caps, quiet hours, cooldowns and
@@ -422,14 +434,14 @@ class Workspace:
         from userstrata.activate.plan import make_plan  # noqa: PLC0415
 
         return make_plan(**self._inputs(), profile=self.profile(start - dt_.timedelta(days=1)),
-                         touches=self.table("touches"), start=start, days=days, **options)
+                         touches=self._touches(), start=start, days=days, **options)
 
     def recall(self, campaign: str | None = None, **options: Any) -> Any:
         """Recall success rate of a campaign's dormant users, against its holdout (``measure.recall``)."""
         from userstrata.measure.recall import recall  # noqa: PLC0415
 
         t = self._tables()
-        return recall(self.table("touches"), t["orders"], t["events"], campaign=campaign,
+        return recall(self._touches(), t["orders"], t["events"], campaign=campaign,
                       profile_at=self.profile, **self._measure_inputs(), **options)
 
     def price_sensitivity(self, start: dt_.date, end: dt_.date | None = None, *, by: str | None = "tier",

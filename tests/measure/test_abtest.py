@@ -342,3 +342,37 @@ def test_the_command_module_starts_without_scipy():
     heavy = [line for line in run.stderr.splitlines() if line.startswith("import time:")
              and line.split("|")[-1].strip().split(".")[0] in ("scipy", "sklearn", "matplotlib")]
     assert heavy == []
+
+
+def _workspace_with_aliases(path, touches):
+    """A workspace whose touches name u1 and u3 by the ids another system gave them (wx1, wx3),
+    linked to u1 and u3 in the identities table; orders are under u1 and u3."""
+    from userstrata.workspace import Workspace
+
+    alias = {"u1": "wx1", "u3": "wx3"}
+    aliased = [(t[0], alias.get(t[1], t[1]), *t[2:]) for t in touches]
+    ws = Workspace.open(path)
+    ws.load_frame("orders", table("orders", ORDERS).to_pandas(), source="orders")
+    ws.load_frame("touches", table("touches", aliased).to_pandas(), source="touches")
+    ws.load_frame("identities", pd.DataFrame({"source": ["user_id", "user_id"], "external_id": ["wx1", "wx3"],
+                                              "user_id": ["u1", "u3"]}), source="identities")
+    return ws
+
+
+def test_touches_and_assignment_files_are_stitched_like_the_orders(tmp_path):
+    # the same campaign as test_results_on_a_small_table, its touches under the other system's ids
+    with _workspace_with_aliases(tmp_path / "w.duckdb", TOUCHES) as ws:
+        res = ws.abtest("spring")
+        v = res.variants.set_index("variant")
+        assert v.loc["A", "users"] == 2 and v.loc["A", "converters"] == 2
+        assert v.loc["A", "revenue_per_user"] == pytest.approx((130 + 25.5) / 2)
+        assert res.mixed_users == 1  # wx1 (A) then u1 (B) is one person touched with two variants
+        # an assignment file naming one person by both ids, in two variants: one mixed user, kept
+        # in the smaller variant name when both were assigned at once
+        frame = pd.DataFrame({"user_id": ["wx1", "u1", "u2", "wx3", "u4"], "variant": ["B", "A", "B", "A", "holdout"]})
+        filed = ws.abtest("spring", assignments=frame, start=dt.datetime(2024, 6, 1, 10))
+        assert filed.mixed_users == 1
+        assert filed.variants.set_index("variant").loc["A", "users"] == 2  # u1 and u3 (as wx3)
+        assert filed.variants.set_index("variant").loc["A", "converters"] == 2
+        dropped = ws.abtest("spring", assignments=frame, start=dt.datetime(2024, 6, 1, 10), mixed="exclude")
+        assert dropped.variants.set_index("variant").loc["A", "users"] == 1

@@ -299,3 +299,21 @@ def _no_notice():
             return caught
 
     return _Catch(record=True)
+
+
+def test_touches_under_another_systems_ids_are_stitched_to_the_buyers(tmp_path):
+    # the touches name each user by a WeChat-side id, linked to the shop's id in the identities
+    from userstrata.workspace import Workspace
+
+    touches, orders = _arms(40, 14, 20, 3)
+    frame = touches.to_pandas()
+    frame["user_id"] = "wx-" + frame["user_id"]
+    links = pd.DataFrame({"source": "user_id", "external_id": frame["user_id"],
+                          "user_id": frame["user_id"].str.removeprefix("wx-")})
+    with Workspace.open(tmp_path / "w.duckdb") as ws:
+        ws.load_frame("orders", orders.to_pandas(), source="orders")
+        ws.load_frame("touches", frame, source="touches")
+        ws.load_frame("identities", links, source="identities")
+        t = ws.recall("c1").table.set_index("arm")
+    assert (t.loc[TREATED, "dormant"], t.loc[TREATED, "returned"]) == (40, 14)
+    assert (t.loc[HOLDOUT, "dormant"], t.loc[HOLDOUT, "returned"]) == (20, 3)

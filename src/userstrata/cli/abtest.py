@@ -153,15 +153,16 @@ def abtest(
         charts.check_path(chart)
     planned = _weights(weights)
     with open_workspace(workspace, config) as ws:
+        frame, first = None, None
         if assignments is not None:
             first = local_midnight_utc(parse_date(start, "--start"), ws.settings.timezone) if start else None
-            units = ab.file_assignments(_read_assignments(assignments), start=first, source=assignments.name)
-        else:
-            units = ab.campaign_assignments(ws.table("touches"), experiment)
+            frame = _read_assignments(assignments)
         with warnings_as_lines(lang_):
-            result = ab.ab_test(units, ws.table("orders"), experiment=experiment, window_days=days, control=control,
-                                holdout=holdout, metrics=metrics, cuped=cuped, sequential=sequential, tuning=tuning,
-                                alpha=alpha, weights=planned, mixed=mixed, cost=cost, execute=ws.store.con.execute)
+            result = ws.abtest(experiment, assignments=frame, start=first,
+                               source=assignments.name if assignments is not None else "assignments",
+                               window_days=days, control=control, holdout=holdout, metrics=metrics, cuped=cuped,
+                               sequential=sequential, tuning=tuning, alpha=alpha, weights=planned, mixed=mixed,
+                               cost=cost)
     _print(result, lang_)
     if chart is not None:
         charts.save(result.chart(metrics[0], lang_), chart)

@@ -192,7 +192,7 @@ def send(
             start = parse_date(date, "--date") if date else ws.latest_date() + dt_.timedelta(days=1)
             window = (start, days)
             with warnings_as_lines(lang_):
-                history = history_for_resend(ws.store, ws.table("touches"), start, days)
+                history = history_for_resend(ws.store, ws._touches(), start, days)
                 contacts = make_plan(**ws._inputs(), profile=ws.profile(start - dt_.timedelta(days=1)),
                                      touches=history, start=start, days=days, unsubscribes=opted).contacts
         with progress_bar() as progress:

@@ -94,6 +94,18 @@ def campaign_assignments(touches: ir.Table, campaign: str) -> ir.Table:
     )
 
 
+def merge_assignments(units: ir.Table) -> ir.Table:
+    """``units`` (as :func:`file_assignments` gives them) with the rows of ids stitched into one
+    user merged: the earliest assignment (ties: the smallest variant name), and how many
+    variants the merged ids were in (more than one: a mixed user, see ``ab_test``'s ``mixed``)."""
+    first = ibis.window(group_by=units.user_id, order_by=[units.assigned_at, units.variant])
+    firsts = units.mutate(assign_rank=ibis.row_number().over(first)).filter(lambda s: s.assign_rank == 0)
+    counts = units.group_by("user_id").agg(n_variants=units.variant.nunique())
+    return firsts.join(counts, "user_id").select(
+        "user_id", "variant", "assigned_at", n_variants=counts.n_variants.cast("int64")
+    )
+
+
 def file_assignments(frame: pd.DataFrame, *, start: dt_.datetime | None = None, source: str = "assignments") -> ir.Table:
     """An assignment file's rows (``user_id, variant[, assigned_at]``) as the table
     ``campaign_assignments`` returns; ``start`` (naive UTC) stands for a missing ``assigned_at``.
