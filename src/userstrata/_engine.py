@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import itertools
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -167,14 +166,21 @@ def _changes(zone: str, since: _dt.datetime):
         t = nxt
 
 
+_SCAN_FROM = _dt.datetime(1970, 1, 1)
+
+
 @functools.lru_cache(maxsize=32)
+def _zone_changes(zone: str) -> tuple[tuple[_dt.datetime, int, int], ...]:
+    """Every offset change of ``zone`` from 1970 until 2100 (``_changes``), scanned once per
+    zone and process for both of its readers below."""
+    return tuple(_changes(zone, _SCAN_FROM))
+
+
 def _offset_changes(zone: str) -> tuple[int, tuple[tuple[_dt.datetime, int], ...]]:
-    """UTC offset (seconds) of ``zone`` at 1970-01-01 and its changes until 2100 (naive UTC);
-    the scan stops after ``_MAX_ARITHMETIC_CHANGES + 1`` of them."""
-    start = _dt.datetime(1970, 1, 1)
-    first = int(start.replace(tzinfo=_dt.timezone.utc).astimezone(ZoneInfo(zone)).utcoffset().total_seconds())
-    found = itertools.islice(_changes(zone, start), _MAX_ARITHMETIC_CHANGES + 1)
-    return first, tuple((at, after) for at, _, after in found)
+    """UTC offset (seconds) of ``zone`` at 1970-01-01 and its changes until 2100 (naive UTC),
+    at most ``_MAX_ARITHMETIC_CHANGES + 1`` of them."""
+    first = int(_SCAN_FROM.replace(tzinfo=_dt.timezone.utc).astimezone(ZoneInfo(zone)).utcoffset().total_seconds())
+    return first, tuple((at, after) for at, _, after in _zone_changes(zone)[:_MAX_ARITHMETIC_CHANGES + 1])
 
 
 def local_time(ts: ir.TimestampValue, zone: str, engine: str) -> ir.TimestampValue:
@@ -197,7 +203,7 @@ def _dates_monotone(zone: str) -> bool:
     accepts): true unless a clock set back crosses midnight. Then "local day <= D" is "ts
     before the first instant of D + 1", a filter on the stored timestamp that engines push
     into the scan instead of converting every row."""
-    for at, before, after in _changes(zone, _dt.datetime(1990, 1, 1)):
+    for at, before, after in (c for c in _zone_changes(zone) if c[0] > _dt.datetime(1990, 1, 1)):
         last_before = at - _dt.timedelta(seconds=1) + _dt.timedelta(seconds=before)  # local, just before
         first_after = at + _dt.timedelta(seconds=after)  # local, at the change
         if first_after.date() < last_before.date():
