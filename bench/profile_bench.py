@@ -200,7 +200,9 @@ def _check_same(workspace: Path) -> str:
     con.raw_sql("SET TimeZone = 'UTC'")
     con.raw_sql("SET threads = 2")
     tables = {n: con.table(n) for n in ("users", "orders", "order_items", "events")}
-    ours = con.to_pyarrow(build_profile(**tables, as_of=AS_OF, settings=Settings())).to_pandas()
+    from userstrata._engine import to_arrow  # the library's fetch, as timed below
+
+    ours = to_arrow(con, build_profile(**tables, as_of=AS_OF, settings=Settings())).to_pandas()
     ref = con.con.execute(profile_sql(AS_OF)).to_arrow_table().to_pandas()
     if list(ours.columns) != list(ref.columns) or len(ours) != len(ref):
         return f"DIFFERENT shape: {ours.shape} vs {ref.shape}"

@@ -56,3 +56,20 @@ def test_export_tables_writes_every_table_as_loaded(ws, tmp_path):
     assert orders["amount"].sum() == pytest.approx(loaded["amount"].sum())
     assert pq.read_table(written["events"]).num_rows == 0  # nothing loaded: an empty file, same columns
     assert "ts" in pq.read_table(written["events"]).column_names
+
+
+def test_the_fast_compile_gives_ibis_own_result_and_restores_its_settings(ws):
+    import gc
+
+    import ibis
+
+    from userstrata import _engine
+
+    profile = ws.profile(dt.date(1997, 12, 31))
+    fast = _engine.to_arrow(ws.store.con, profile)  # unfused SELECTs, GC paused
+    own = profile.to_pyarrow()  # Ibis's own compile and fetch
+    assert fast.num_rows == own.num_rows > 0
+    assert fast.equals(own)
+    # the SQL differs (nested SELECTs are left to DuckDB), the settings are left as they were
+    assert _engine.compile_sql(ws.store.con, profile) != ws.store.con.compile(profile)
+    assert ibis.options.sql.fuse_selects and gc.isenabled()
