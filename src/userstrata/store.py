@@ -128,6 +128,11 @@ class Store:
     def count(self, name: str) -> int:
         return int(self.table(name).count().execute())
 
+    def execute(self, expr: ir.Expr) -> Any:
+        """``expr``'s result in pandas, as ``expr.to_pandas()`` gives it but fetched leaner
+        (``_engine.to_pandas``): what the analyses are handed to run their queries."""
+        return _engine.to_pandas(self.con, expr)
+
     def _spark_table(self, name: str) -> ir.Table:
         """A canonical table from the Spark session's catalog, in the canonical schema.
 

@@ -123,7 +123,7 @@ class Workspace:
         """The last local day with an order or event: the default ``as_of``."""
         clock = Clock(self.settings.timezone, self.store.engine)
         days = [clock.local_date(self.table(t).ts).max() for t in ("orders", "events")]
-        found = [self.store.con.execute(d) for d in days]
+        found = [self.store.execute(d) for d in days]
         found = [pd.Timestamp(d).date() for d in found if d is not None and not pd.isna(d)]
         if not found:
             raise NotFoundError(
@@ -157,11 +157,11 @@ class Workspace:
         return touches
 
     def _has_identities(self) -> bool:
-        return bool(self.store.con.execute(self.table("identities").count()))
+        return bool(self.store.execute(self.table("identities").count()))
 
     def _inputs(self) -> dict[str, Any]:
         return {**self._tables(), "settings": self.settings, "engine": self.store.engine,
-                "execute": self.store.con.execute}
+                "execute": self.store.execute}
 
     def profile(self, as_of: dt_.date | None = None, *, lang: str = "en",
                 known_at: dt_.datetime | None = None, depth: bool = False) -> ir.Table:
@@ -249,10 +249,10 @@ class Workspace:
         """The snapshot of ``day`` if kept (DuckDB), else the profile computed from the history."""
         if self.store.engine == "duckdb":
             try:
-                return self.snapshot_table(day).to_pandas()
+                return self.store.execute(self.snapshot_table(day))
             except NotFoundError:
                 pass
-        return self.profile(day).to_pandas()
+        return self.store.execute(self.profile(day))
 
     def migration_forecast(self, start: dt_.date, end: dt_.date, every: str = "1q", *, periods: int = 4,
                            by: str = "tier", **options: Any) -> Forecast:
@@ -297,7 +297,7 @@ class Workspace:
         from userstrata.models.renewal_data import renewals  # noqa: PLC0415
 
         return renewals(self.table("orders"), self.table("order_items"), as_of=as_of or self.latest_date(),
-                        settings=self.settings, engine=self.store.engine, execute=self.store.con.execute, **options)
+                        settings=self.settings, engine=self.store.engine, execute=self.store.execute, **options)
 
     def purchase_covariates(self, as_of: dt_.date | None = None, **options: Any) -> Any:
         """Which static traits (channel, first-order value) drive purchasing and dropout, kept
@@ -313,7 +313,7 @@ class Workspace:
         ``segments.clusters.behaviour_clusters``; returns its ``BehaviourClusters``)."""
         from userstrata.segments.clusters import behaviour_clusters  # noqa: PLC0415 - scikit-learn off the CLI's start
 
-        return behaviour_clusters(self.profile(as_of).to_pandas(), k=k, random_state=random_state, lang=lang)
+        return behaviour_clusters(self.store.execute(self.profile(as_of)), k=k, random_state=random_state, lang=lang)
 
     # -- act ----------------------------------------------------------------------------
     def segment_definitions(self) -> dict[str, Segment]:
@@ -326,20 +326,20 @@ class Workspace:
         as_of = as_of or self.latest_date()
         segment = resolve(name, self.segment_definitions())
         depth = bool(columns_used(segment.where) & {*REALISATION_COLUMNS, *TAGS, "tag_count"})
-        return segment_members(
+        return self.store.execute(segment_members(
             segment, profile=self.profile(as_of, lang=lang, depth=depth),
             events=self.table("events"), orders=self.table("orders"), as_of=as_of,
             clock=Clock(self.settings.timezone, self.store.engine),
             predictions=lambda: self.predict(as_of, with_profile=True, lang=lang),
             memberships=lambda: self.renewals(as_of).members,
-        ).to_pandas()
+        ))
 
     def contacts(self, members: Sequence[str], fields: Sequence[str]) -> Any:
         """Phone numbers, e-mail addresses (or other identity sources) of ``members``, where kept
         in clear (``activate.contacts.contact_fields``)."""
         from userstrata.activate.contacts import contact_fields  # noqa: PLC0415
 
-        execute = self.store.con.execute
+        execute = self.store.execute
         canonical: dict[str, str] = {}
         if self._has_identities():
             mapping = self.identities().mapping
@@ -354,7 +354,7 @@ class Workspace:
 
     # -- measure ------------------------------------------------------------------------
     def _measure_inputs(self) -> dict[str, Any]:
-        return {"clock": self._clock(), "execute": self.store.con.execute}
+        return {"clock": self._clock(), "execute": self.store.execute}
 
     def purchase_patterns(self, **options: Any) -> Any:
         """Paid orders per shop-local weekday x hour, overall or by category (``measure.patterns``)."""
@@ -425,7 +425,7 @@ class Workspace:
             units = ab.file_assignments(assignments, start=start, source=source)
             if self._has_identities():  # the file's ids, stitched as the orders' are
                 units = ab.merge_assignments(attribute(units, self.identities(), anonymous_col=None))
-        return ab.ab_test(units, self._tables()["orders"], experiment=experiment, execute=self.store.con.execute,
+        return ab.ab_test(units, self._tables()["orders"], experiment=experiment, execute=self.store.execute,
                           **options)
 
     def plan(self, start: dt_.date, days: int = 7, **options: Any) -> Any:
@@ -474,7 +474,7 @@ class Workspace:
         from userstrata.activate.recommend import recommend  # noqa: PLC0415
 
         return recommend(self.table("orders"), self.table("order_items"), as_of=as_of or self.latest_date(),
-                         clock=self._clock(), execute=self.store.con.execute, **options)
+                         clock=self._clock(), execute=self.store.execute, **options)
 
     def tier_shares(self, profile: pd.DataFrame) -> pd.DataFrame:
         return tier_shares(profile, self.settings.tiers)

@@ -168,7 +168,7 @@ def data_days(ws: "Workspace") -> tuple[dt_.date, dt_.date] | None:
     for name in ("orders", "events"):
         table = ws.table(name)
         day = clock.local_date(table.ts)
-        span = ws.store.con.execute(table.aggregate(first=day.min(), last=day.max()))
+        span = ws.store.execute(table.aggregate(first=day.min(), last=day.max()))
         first, last = span["first"].iloc[0], span["last"].iloc[0]
         if first is not None and first == first:  # NULL comes back as None or NaT
             firsts.append(_as_date(first))

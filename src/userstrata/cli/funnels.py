@@ -189,7 +189,7 @@ def funnel(
                 ws.table("events"), steps, start=first, end=last, window=span, orders=ws.table("orders"),
                 users=ws.table("users"), order=order, exclude=exclude or (), per=per, by=by, weekly=weekly,
                 min_count=_min_count(min_count, suppress), clock=Clock(ws.settings.timezone, ws.store.engine),
-                execute=ws.store.con.execute,
+                execute=ws.store.execute,
             )
     _print_steps(result, lang_)
     if weekly:
@@ -234,7 +234,7 @@ def paths(
         result = pa.paths(
             ws.table("events"), anchor, start=first, end=last, orders=ws.table("orders"), direction=direction,
             steps=steps, top=top, conversion=conversion, window=span, min_count=_min_count(min_count, suppress),
-            clock=Clock(ws.settings.timezone, ws.store.engine), execute=ws.store.con.execute,
+            clock=Clock(ws.settings.timezone, ws.store.engine), execute=ws.store.execute,
         )
     _print_paths(result, lang_)
     if chart is not None:

@@ -71,7 +71,7 @@ def _num(value: Any, fmt: str = ",.2f") -> str:
 def _context(ws: Any) -> dict[str, Any]:
     from userstrata.features._time import Clock  # noqa: PLC0415 - the analyses load on use
 
-    return dict(clock=Clock(ws.settings.timezone, ws.store.engine), execute=ws.store.con.execute)
+    return dict(clock=Clock(ws.settings.timezone, ws.store.engine), execute=ws.store.execute)
 
 
 def _write(fig: Any, frame: pd.DataFrame, chart: Path | None, out: Path | None, ws: Any, lang: str) -> None:

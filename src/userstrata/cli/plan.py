@@ -269,7 +269,7 @@ def recommend(
             progress.advance(task)
             if backtest:
                 scored = hit_rate(ws.table("orders"), ws.table("order_items"), cutoff=parse_date(backtest, "--backtest"),
-                                  horizon_days=horizon, k=k, clock=ws._clock(), execute=ws.store.con.execute, **options)
+                                  horizon_days=horizon, k=k, clock=ws._clock(), execute=ws.store.execute, **options)
                 progress.advance(task)
         timezone, currency = ws.settings.timezone, ws.settings.currency
     view = Table(title=_rt("title", lang_).format(day=day, k=k))

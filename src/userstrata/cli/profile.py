@@ -49,7 +49,7 @@ def profile(
         day = day_or_latest(ws, as_of, "--as-of")
         with progress_bar() as progress:
             task = progress.add_task(f"profiling as of {day}", total=3)
-            frame = ws.profile(day, lang=lang_, depth=depth).to_pandas()
+            frame = ws.store.execute(ws.profile(day, lang=lang_, depth=depth))
             progress.advance(task)
             if ws.store.engine == "duckdb":  # the snapshot for tracking change over time (kept in DuckDB)
                 ws.snapshot(day, frame=frame)

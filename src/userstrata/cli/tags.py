@@ -108,7 +108,7 @@ def tags(
             long = user_tags(bought, ws.table("order_items"), ws.table("events"),
                              as_of=day, clock=clock, rules=ws.settings.tags)
             frame = (tags_wide(long) if wide else long).order_by("user_id").to_pandas()
-            buyers = int(ws.store.con.execute(bought.user_id.nunique()))
+            buyers = int(ws.store.execute(bought.user_id.nunique()))
             progress.advance(task)
             if not wide:
                 frame = frame.assign(label=[tag_label(t, lang_) for t in frame["tag"]])

@@ -32,9 +32,9 @@ _PEAKS = {"zh": "订单最多的时段：{peaks}", "en": "Busiest hours: {peaks}
 def profile_for(ws: Workspace, as_of: dt_.date) -> pd.DataFrame:
     """The snapshot of ``as_of`` (with predictions when it was saved with them), else the profile."""
     try:
-        return ws.snapshot_table(as_of).to_pandas()
+        return ws.store.execute(ws.snapshot_table(as_of))
     except (NotFoundError, UserstrataError):
-        return ws.profile(as_of).to_pandas()
+        return ws.store.execute(ws.profile(as_of))
 
 
 def _migration(ws: Workspace, as_of: dt_.date, lang: str) -> Section | None:

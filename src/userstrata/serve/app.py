@@ -220,7 +220,7 @@ class ServeState:
                 self.ws.snapshot()
                 kept = self.ws.snapshots()
             as_of = pd.Timestamp(kept["as_of"].max()).date()
-            base = self.ws.snapshot_table(as_of).to_pandas()
+            base = self.ws.store.execute(self.ws.snapshot_table(as_of))
             self.query = realtime.TouchedQuery(self.ws.store.con, self.ws.tables, self.ws.settings)
         thresholds = realtime.thresholds(base, self.ws.settings)
         base = base.set_index("user_id", drop=False)
