@@ -62,20 +62,20 @@ def activity_features(
         last_return_day=gaps.day.max(where=gaps.silent_days > rules.dormant_after_days),
         first_reached_day=gaps.day.min(where=gaps.first_reached),
     )
-    # known is read once here: a second reference would repeat its joins in the SQL
-    out = known.mutate(
-        first_ts=ibis.least(known.registered_at, known.first_order_ts, known.first_event_ts),
-        last_ts=ibis.greatest(known.registered_at, known.last_order_ts, known.last_event_ts),
-    )
-    out = out.left_join(returns, "user_id").drop("user_id_right")
-    first_day = clock.local_date(out.first_ts)
-    last_return = out.last_return_day.fill_null(
-        ibis.ifelse(first_day < out.first_reached_day, out.first_reached_day, None))
-    return out.mutate(
+    # one projection of the join (known is read once: a second reference would repeat its joins)
+    j = known.left_join(returns, "user_id")
+    first_ts = ibis.least(j.registered_at, j.first_order_ts, j.first_event_ts)
+    last_ts = ibis.greatest(j.registered_at, j.last_order_ts, j.last_event_ts)
+    first_day = clock.local_date(first_ts)
+    last_return = j.last_return_day.fill_null(ibis.ifelse(first_day < j.first_reached_day, j.first_reached_day, None))
+    return j.select(
+        *known.columns,
+        first_ts=first_ts,
+        last_ts=last_ts,
         tenure_days=clock.days_before(first_day, as_of),
-        inactive_days=clock.days_before(clock.local_date(out.last_ts), as_of),
+        inactive_days=clock.days_before(clock.local_date(last_ts), as_of),
         days_since_return=clock.days_before(last_return, as_of),
-    ).drop("last_return_day", "first_reached_day")
+    )
 
 
 def assign_lifecycle(

@@ -20,7 +20,13 @@ from userstrata.features._time import Clock
 from userstrata.i18n import Lang
 from userstrata.schema import PROFILE_COLUMNS
 from userstrata.segments.rfm_grid import rfm_columns, rfm_windows
-from userstrata.segments.tiers import assign_tiers, top_windows, value_score_column, value_windows
+from userstrata.segments.tiers import tier_columns, top_windows, value_score_column, value_windows
+
+# counts a user without orders or events has: 0, not missing
+_ZERO_IF_NONE = {"frequency": 0, "orders": 0, "monetary": 0.0, "interaction_depth": 0, "community_actions": 0,
+                 "event_days": 0, "refunded_orders": 0}
+_EXTRAS = ("as_of", "community_actions", "event_days", "inactive_days", "days_since_return",
+           "value_score", "first_order_ts", "last_order_ts", "refunded_orders")
 
 
 def build_profile(
@@ -53,22 +59,19 @@ def build_profile(
     preference = category_preference(order_items, bought)
     registered = users.filter(users.registered_at.notnull(), clock.on_or_before(users.registered_at, as_of))
     registered = registered.group_by("user_id").agg(registered_at=registered.registered_at.min())
-    known = registered
-    for extra in (rfm, engagement):  # every user registered, buying or with events by as_of
-        known = known.outer_join(extra, "user_id")
-        known = known.mutate(user_id=known.user_id.fill_null(known.user_id_right)).drop("user_id_right")
+    # Each step below is one projection of a join or of the step before: every projection
+    # carries all ~30 columns, in the SQL and in the compile (BENCHMARKS.md "Profile").
+    # Every user registered, buying or with events by as_of: one chain of two outer joins.
+    # ``view()`` makes it a relation of its own, which the joins after it can join on.
+    who = ibis.coalesce(registered.user_id, rfm.user_id)
+    known = registered.outer_join(rfm, registered.user_id == rfm.user_id).outer_join(
+        engagement, who == engagement.user_id, rname="{name}_events")
+    known = known.select(ibis.coalesce(who, engagement.user_id).name("user_id"),
+                         *(c for c in known.columns if c not in ("user_id", "user_id_right", "user_id_events"))).view()
     p = activity_features(known, users, bought, events, as_of=as_of, clock=clock, rules=settings.lifecycle)
-    p = p.left_join(preference, "user_id").drop("user_id_right")
-    p = p.mutate(
-        as_of=ibis.literal(as_of),
-        frequency=p.frequency.fill_null(0),
-        orders=p.orders.fill_null(0),
-        monetary=p.monetary.fill_null(0.0),
-        interaction_depth=p.interaction_depth.fill_null(0),
-        community_actions=p.community_actions.fill_null(0),
-        event_days=p.event_days.fill_null(0),
-        refunded_orders=p.refunded_orders.fill_null(0),
-    )
+    p = p.left_join(preference, "user_id")
+    p = p.select(*(p[c].fill_null(_ZERO_IF_NONE[c]).name(c) if c in _ZERO_IF_NONE else p[c]
+                   for c in p.columns if c != "user_id_right"), as_of=ibis.literal(as_of))
     # every window that reads only the features, in one step: each runs once, and the
     # columns after it read plain values
     windows = {**rfm_windows(p, rules=settings.rfm), **value_windows(p), **top_windows(p, settings.tiers)}
@@ -78,12 +81,10 @@ def build_profile(
         value_score=value_score_column(p),
         **rfm_columns(p, rules=settings.rfm),
     )
-    p = assign_tiers(p, rules=settings.tiers, lang=lang)
-    extras = [
-        "as_of", "community_actions", "event_days", "inactive_days", "days_since_return",
-        "value_score", "first_order_ts", "last_order_ts", "refunded_orders",
-    ]
-    return p.select(*PROFILE_COLUMNS, *extras).order_by("user_id")
+    if counts := top_windows(p, settings.tiers):  # the value score's own rank needs the score first
+        p = p.mutate(**counts)
+    tiers = tier_columns(p, rules=settings.tiers, lang=lang)
+    return p.select(**{c: tiers[c] if c in tiers else p[c] for c in (*PROFILE_COLUMNS, *_EXTRAS)}).order_by("user_id")
 
 
 # columns the profile gains with ``depth=True`` (docs/profile.md, docs/tags.md)

@@ -201,14 +201,11 @@ def _fallback_reason(profile: ir.Table, lang: i18n.Lang) -> ir.StringValue:
     )
 
 
-def assign_tiers(profile: ir.Table, *, rules: TierRules, lang: i18n.Lang = "en") -> ir.Table:
-    """Add ``tier`` and ``tier_reason`` (in ``lang``, "zh" or "en") by the first matching
-    rule, top tier first."""
+def tier_columns(profile: ir.Table, *, rules: TierRules, lang: i18n.Lang = "en") -> dict[str, ir.Value]:
+    """``tier`` and ``tier_reason`` (in ``lang``, "zh" or "en") by the first matching rule, top
+    tier first, for a ``profile`` that has its ``top_windows`` counts already."""
     if lang not in i18n.LANGS:
         raise InputError(f"lang {lang!r} is not supported", hint=f"use one of: {', '.join(i18n.LANGS)}")
-    columns = [c for c in profile.columns if c != _USERS and not c.startswith(_AT_OR_ABOVE)]
-    if counts := top_windows(profile, rules):
-        profile = profile.mutate(**counts)
     branches: list[tuple[ir.BooleanValue, str, ir.StringValue]] = []
     for spec in rules.tiers:
         for rule in spec.rules:
@@ -226,10 +223,18 @@ def assign_tiers(profile: ir.Table, *, rules: TierRules, lang: i18n.Lang = "en")
     fallback = rules.tiers[-1].name
     fallback_reason = _fallback_reason(profile, lang)
     if not branches:
-        return profile.mutate(tier=ibis.literal(fallback), tier_reason=fallback_reason).select(*columns, "tier", "tier_reason")
-    tier = ibis.cases(*[(m, name) for m, name, _ in branches], else_=fallback)
-    reason = ibis.cases(*[(m, text) for m, _, text in branches], else_=fallback_reason)
-    return profile.mutate(tier=tier, tier_reason=reason).select(*columns, "tier", "tier_reason")
+        return {"tier": ibis.literal(fallback), "tier_reason": fallback_reason}
+    return {"tier": ibis.cases(*[(m, name) for m, name, _ in branches], else_=fallback),
+            "tier_reason": ibis.cases(*[(m, text) for m, _, text in branches], else_=fallback_reason)}
+
+
+def assign_tiers(profile: ir.Table, *, rules: TierRules, lang: i18n.Lang = "en") -> ir.Table:
+    """Add ``tier`` and ``tier_reason`` (in ``lang``, "zh" or "en") by the first matching
+    rule, top tier first."""
+    columns = [c for c in profile.columns if c != _USERS and not c.startswith(_AT_OR_ABOVE)]
+    if counts := top_windows(profile, rules):
+        profile = profile.mutate(**counts)
+    return profile.select(*columns, **tier_columns(profile, rules=rules, lang=lang))
 
 
 def tier_shares(profile: pd.DataFrame, rules: TierRules) -> pd.DataFrame:
