@@ -6,6 +6,11 @@ same stages at that same size (the ratio is from the same run).
     .venv/bin/python bench/scale_run.py --users 100000 --engine both
     .venv/bin/python bench/scale_run.py --users 2000000 --engine duckdb
     .venv/bin/python bench/scale_run.py --users 2000000 --stages profile,kpis   # rerun some stages
+    .venv/bin/python bench/scale_run.py --spark-users 300000 --engine spark --stages lake   # the lake loader
+
+``lake`` (not in the default stages) loads the generated orders and events once more, into a
+scratch workspace on each engine: DuckDB's file load and Spark's ``load_lake`` (the same
+validation on Spark, docs/lake.md), each into an empty table, so that the ratio is the loaders'.
 
 Data: ``bench/out/scale-N[-eE]/data/*.parquet`` (``simulate_shop``, seed 5, 50k users a chunk;
 reused when present), the workspace ``ws.duckdb`` beside it, the profile and predictions written
@@ -39,6 +44,8 @@ SEED = 5
 END = dt.date(2024, 6, 30)  # the simulator's last day: every analysis is as of it
 STAGES = ("load", "profile", "predict", "kpis", "funnel")
 ANALYSES = STAGES[1:]
+LAKE_TABLES = ("orders", "events")  # what load_lake takes of the four (docs/lake.md)
+ALL_STAGES = (*STAGES, "lake")
 FUNNEL_STEPS = ["page_view", "search", "add_to_cart", "purchase"]
 TABLES = ("users", "orders", "order_items", "events")
 
@@ -138,6 +145,40 @@ def stage_load(base: Path) -> dict:
     return {"rows": sum(d["read"] for d in detail.values()), "detail": detail}
 
 
+def stage_lake(base: Path, engine: str, driver_memory: str) -> dict:
+    """Orders and events loaded into an empty scratch table by the engine's own loader."""
+    from userstrata.config import Settings  # noqa: PLC0415
+
+    scratch = base / f"lake-load-{engine}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    detail, startup = {}, 0.0
+    if engine == "spark":
+        from userstrata.ingest.lake import load_lake  # noqa: PLC0415
+
+        ws, startup = _open(base, engine, driver_memory)  # the session, as the analyses start it
+        spark = ws.store.con._session
+    else:
+        from userstrata import Workspace  # noqa: PLC0415
+
+        ws = Workspace.open(scratch / "ws.duckdb")
+    with ws:
+        for name in LAKE_TABLES:
+            start = time.perf_counter()
+            if engine == "spark":
+                report = load_lake(spark, name, str(base / "data" / f"{name}.parquet"), settings=Settings(),
+                                   target=str(scratch))
+            else:
+                report = ws.load(name, base / "data" / f"{name}.parquet")
+            detail[name] = {"seconds": round(time.perf_counter() - start, 1), "read": report.rows_read,
+                            "inserted": report.rows_inserted, "rejected": report.rows_rejected,
+                            "load_avg": load_average()}
+            say(f"  {engine} loaded {name}: {report.rows_inserted:,} rows in {detail[name]['seconds']} s")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {"seconds": round(sum(d["seconds"] for d in detail.values()), 2), "startup_s": round(startup, 1),
+            "rows": sum(d["read"] for d in detail.values()), "detail": detail}
+
+
 def _open(base: Path, engine: str, driver_memory: str):
     from userstrata import Workspace  # noqa: PLC0415
 
@@ -219,6 +260,8 @@ def child_main(args: argparse.Namespace) -> None:
         result = stage_generate(base, args.users, args.events_per_user)
     elif args.child_stage == "load":
         result = stage_load(base)
+    elif args.child_stage == "lake":
+        result = stage_lake(base, args.child_engine, args.spark_driver_memory)
     elif args.child_stage == "export":
         from userstrata import Workspace  # noqa: PLC0415
 
@@ -297,7 +340,7 @@ def input_rows(base: Path) -> dict[str, int]:
 
 STAGE_INPUTS = {  # the canonical tables each stage reads (rows column of the table)
     "load": TABLES, "profile": TABLES, "predict": TABLES, "kpis": ("users", "orders", "events"),
-    "funnel": ("users", "orders", "events"),
+    "funnel": ("users", "orders", "events"), "lake": LAKE_TABLES,
 }
 
 
@@ -316,7 +359,7 @@ def table(rows: dict[str, int], duck: dict, spark: dict | None) -> str:
         head += " Spark s | Spark peak MiB (Python + JVM) | Spark start s | load avg | Spark / DuckDB |"
         sep += " ---: | ---: | ---: | ---: | ---: |"
     lines = [head, sep]
-    for stage in STAGES:
+    for stage in ALL_STAGES:
         if stage not in duck and not (spark and stage in spark):
             continue
         n = sum(rows.get(t, 0) for t in STAGE_INPUTS[stage])
@@ -342,7 +385,7 @@ def main() -> None:
     parser.add_argument("--events-per-user", type=float, default=20.0)
     parser.add_argument("--engine", choices=("duckdb", "spark", "both"), default="duckdb")
     parser.add_argument("--spark-users", type=int, help="size of the Spark run (default: min(users, 100000))")
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {','.join(STAGES)}")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {','.join(ALL_STAGES)}")
     parser.add_argument("--cap-gib", type=float, default=6.0, help="stop a stage above this resident memory")
     parser.add_argument("--stage-timeout", type=int, default=1800, help="stop a stage after this many seconds")
     parser.add_argument("--spark-driver-memory", default="3g")
@@ -354,10 +397,10 @@ def main() -> None:
         child_main(args)
         return
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = set(stages) - set(STAGES)
+    unknown = set(stages) - set(ALL_STAGES)
     if unknown:
-        parser.error(f"unknown stages {sorted(unknown)}; known: {', '.join(STAGES)}")
-    stages = [s for s in STAGES if s in stages]
+        parser.error(f"unknown stages {sorted(unknown)}; known: {', '.join(ALL_STAGES)}")
+    stages = [s for s in ALL_STAGES if s in stages]
 
     print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB;"
           f" {time.strftime('%Y-%m-%d %H:%M')}; command: {' '.join(sys.argv)}")

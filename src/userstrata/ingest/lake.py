@@ -39,7 +39,7 @@ from userstrata.schema import CANONICAL, ORDERS, TableSpec
 
 LAKE_TABLES = ("orders", "events", "touches")
 FORMATS = ("parquet", "delta")
-_SOURCE, _CHUNK, _STAGE, _DECISION = "_us_lake_source", "_us_lake_chunk", "_us_lake_stage", "_us_lake_decision"
+_SOURCE, _CHUNK, _STAGE = "_us_lake_source", "_us_lake_chunk", "_us_lake_stage"
 # the date forms DuckDB's TRY_CAST(... AS TIMESTAMP) takes ('/' dates are read as '-')
 _ISO = r"\d{4}[-/]\d{1,2}[-/]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?"
 # what DuckDB's TRY_CAST(... AS DOUBLE) takes; Spark's cast also takes '1.5d', '0x1p3'
@@ -214,8 +214,8 @@ def _rejects_sql(spec: TableSpec, names: tuple[str, ...], display: str) -> str:
         key_text = (f"{spark_literal(spec.name + ' key (')} || "
                     + " || ', ' || ".join(f"{spark_literal(k + '=')} || {q} || s.`{k}` || {q}" for k in spec.key)
                     + " || ')'")
-    first = f"coalesce({spark_literal(display + ' row ')} || CAST(d._first_row AS STRING), 'this file')"
-    first_zh = f"coalesce({spark_literal(display + ' 第 ')} || CAST(d._first_row AS STRING) || ' 行', '本文件')"
+    first = f"coalesce({spark_literal(display + ' row ')} || CAST(s._first_row AS STRING), 'this file')"
+    first_zh = f"coalesce({spark_literal(display + ' 第 ')} || CAST(s._first_row AS STRING) || ' 行', '本文件')"
     return f"""
         SELECT s._row AS row_number,
             CASE WHEN s._rej IS NOT NULL THEN s._rej.column_name ELSE {spark_literal(', '.join(spec.key))} END
@@ -227,28 +227,27 @@ def _rejects_sql(spec: TableSpec, names: tuple[str, ...], display: str) -> str:
             CASE WHEN s._rej IS NOT NULL THEN s._rej.reason_zh
                  ELSE {key_text} || ' 在本文件中出现两次且内容不同（保留先出现的 ' || {first_zh} || '）' END AS reason_zh,
             {_raw_json(names)} AS raw
-        FROM {_STAGE} s
-        LEFT JOIN {_DECISION} d ON d._row = s._row
+        FROM (SELECT * FROM {_STAGE} WHERE _rej IS NOT NULL OR _decision = 'conflict') s
         JOIN {_CHUNK} c ON c._row = s._row
-        WHERE s._rej IS NOT NULL OR d._decision = 'conflict'
     """
 
 
-def _decision_sql(spec: TableSpec) -> str:
-    """Per valid row: kept (first of its key in the source), repeat (identical) or conflict."""
-    keys = [f"`{k}`" for k in spec.key]
-    content = [f"`{c}`" for c in spec.columns if c not in spec.key]
-    same = " AND ".join(f"v.{c} <=> f.{c}" for c in content) or "TRUE"
-    on = " AND ".join(f"v.{k} = f.{k}" for k in keys)
-    return f"""
-        WITH v AS (SELECT * FROM {_STAGE} WHERE _rej IS NULL),
-        f AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY _row) AS _n FROM v)
-              WHERE _n = 1)
-        SELECT v._row,
-            CASE WHEN v._row = f._row THEN 'kept' WHEN {same} THEN 'repeat' ELSE 'conflict' END AS _decision,
-            f._row AS _first_row
-        FROM v JOIN f ON {on}
-    """
+def _decided(stage, spec: TableSpec):
+    """``stage`` plus, per valid row, ``_decision``: kept (first of its key in the source),
+    repeat (identical to it) or conflict, and ``_first_row``, the kept row's number. One
+    window pass: each row is compared with the first of its key, no join."""
+    from pyspark.sql import Window  # noqa: PLC0415 - pyspark is an optional extra
+    from pyspark.sql import functions as F  # noqa: PLC0415
+
+    valid = F.col("_rej").isNull()
+    first = Window.partitionBy(*spec.key, valid).orderBy("_row").rowsBetween(Window.unboundedPreceding, 0)
+    same = F.lit(True)
+    for c in (c for c in spec.columns if c not in spec.key):
+        same = same & F.col(c).eqNullSafe(F.first(c).over(first))
+    first_row = F.first("_row").over(first)
+    decision = (F.when(~valid, F.lit(None)).when(F.col("_row") == first_row, "kept")
+                .when(same, "repeat").otherwise("conflict"))
+    return stage.withColumn("_first_row", F.when(valid, first_row)).withColumn("_decision", decision)
 
 
 def _numbered_events(stage):
@@ -353,7 +352,7 @@ def load_lake(spark, table: str, source, *, settings, mapping: dict[str, str] | 
     finally:  # the session is left as it was, but for the loaded views
         for df in cached:
             df.unpersist()
-        for view in (_SOURCE, _CHUNK, _STAGE, _DECISION):
+        for view in (_SOURCE, _CHUNK, _STAGE):
             spark.catalog.dropTempView(view)
     rows_read, n_new, n_rejected = counts
     return LakeReport(load_id=load_id, table=spec.name, file=str(source), rows_read=rows_read, rows_inserted=n_new,
@@ -375,27 +374,23 @@ def _run(spark, spec: TableSpec, plan, rules, frame, names, display: str, *, loa
     stage = spark.sql(_to_spark(stage_query(spec, plan, rules, chunk=_CHUNK), spec, rules.timezone))
     if "_derived_id" in stage.columns:
         stage = _numbered_events(stage)
-    stage = stage.cache()
+    stage = _decided(stage, spec).cache()
     cached.append(stage)
     stage.createOrReplaceTempView(_STAGE)
-    decision = spark.sql(_decision_sql(spec)).cache()
-    cached.append(decision)
-    decision.createOrReplaceTempView(_DECISION)
-    rejects = spark.sql(_rejects_sql(spec, names, display))
+    # the counts in one pass over the staged rows
+    counts = stage.agg(F.count(F.lit(1)), F.count(F.when(F.col("_rej").isNotNull() | (F.col("_decision") == "conflict"), 1)),
+                       F.count(F.when(F.col("_decision") == "kept", 1))).first()
+    rows_read, n_rejected, n_new = (int(n) for n in counts)
 
     location, reject_path = f"{target}/{spec.name}", f"{target}/rejects"
-    columns = ", ".join(f"s.`{c}`" for c in spec.columns)
-    kept = spark.sql(f"SELECT {columns}, s._row FROM {_STAGE} s JOIN {_DECISION} d ON d._row = s._row "
-                     "WHERE d._decision = 'kept'")
+    new = stage.filter(F.col("_decision") == "kept").select(*spec.columns, F.lit(load_id).alias("load_id"))
     existing = _existing(spark, location)
     if existing is not None:  # keys already loaded are skipped: loading again never double counts
-        on = [kept[k] == existing[k] for k in spec.key]
-        kept = kept.join(existing.select(*spec.key), on=on, how="left_anti")
-    new = kept.orderBy("_row").drop("_row").withColumn("load_id", F.lit(load_id)).cache()
-    cached.append(new)
-
-    rows_read, n_rejected, n_new = stage.count(), rejects.count(), new.count()
+        new = new.join(existing.select(*spec.key), on=[new[k] == existing[k] for k in spec.key], how="left_anti").cache()
+        cached.append(new)
+        n_new = new.count()
     new.write.mode("append").parquet(location)
+    rejects = spark.sql(_rejects_sql(spec, names, display))
     if n_rejected:
         out = rejects.select(
             F.lit(load_id).alias("load_id"), F.lit(spec.name).alias("table_name"), F.lit(source).alias("file"),
