@@ -73,3 +73,31 @@ def test_the_fast_compile_gives_ibis_own_result_and_restores_its_settings(ws):
     # the SQL differs (nested SELECTs are left to DuckDB), the settings are left as they were
     assert _engine.compile_sql(ws.store.con, profile) != ws.store.con.compile(profile)
     assert ibis.options.sql.fuse_selects and gc.isenabled()
+
+
+def test_the_identity_map_is_stitched_once_until_a_load_or_unload_changes_the_data(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import userstrata.workspace as workspace_module
+
+    calls = []
+    real = workspace_module.stitch
+    monkeypatch.setattr(workspace_module, "stitch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    orders = pd.DataFrame({"order_id": ["o1", "o2"], "user_id": ["u1", "u2"], "amount": [10.0, 20.0],
+                           "ts": pd.to_datetime(["2024-06-01 10:00", "2024-06-02 10:00"]), "status": "paid"})
+    with Workspace.open(tmp_path / "w.duckdb") as ws:
+        ws.load_frame("orders", orders, source="orders")
+        ws.load_frame("identities", pd.DataFrame({"source": ["wechat"], "external_id": ["wx1"], "user_id": ["u1"]}),
+                      source="ids-1")
+        first = ws.identities()
+        assert ws.identities() is first and len(calls) == 1  # nothing loaded in between: the same map
+        ws.profile().count().execute()  # the stitched tables reuse it too
+        assert len(calls) == 1
+        second = ws.load_frame("identities", pd.DataFrame({"source": ["wechat"], "external_id": ["wx2"],
+                                                           "user_id": ["u2"]}), source="ids-2")
+        linked = ws.identities()
+        assert len(calls) == 2 and set(linked.mapping["external_id"]) >= {"wx1", "wx2"}
+        ws.unload(second.load_id)
+        after = ws.identities()
+        assert len(calls) == 3 and "wx2" not in set(after.mapping["external_id"])
+        assert ws.identities(max_links=1) is not after  # another cap is another map

@@ -42,6 +42,8 @@ class Workspace:
 
     def __init__(self, store: Store):
         self.store = store
+        # the last identity map and the load history it was stitched from (see identities)
+        self._stitched: tuple[Any, IdentityMap] | None = None
 
     @classmethod
     def open(
@@ -99,9 +101,22 @@ class Workspace:
 
     def identities(self, *, max_links: int | None = None) -> IdentityMap:
         """Linked ids as one user each (统一用户ID): the map, how many merged, the conflicts over
-        the cap (see ``ingest.identity.stitch``)."""
-        return stitch(self.table("identities"), events=self.table("events"),
-                      max_links=max_links or self.settings.identity.max_links)
+        the cap (see ``ingest.identity.stitch``).
+
+        On DuckDB the map is kept until the load history changes (a load or an unload: the only
+        writers of identities and events), so that an analysis that reads several stitched tables
+        stitches once."""
+        max_links = max_links or self.settings.identity.max_links
+        key = (max_links, self._load_history()) if self.store.engine == "duckdb" else None
+        if key is not None and self._stitched is not None and self._stitched[0] == key:
+            return self._stitched[1]
+        found = stitch(self.table("identities"), events=self.table("events"), max_links=max_links)
+        self._stitched = (key, found) if key is not None else None
+        return found
+
+    def _load_history(self) -> tuple:
+        """What changes whenever a load or an unload changes any table: their number and times."""
+        return tuple(self.store.duckdb.execute("SELECT count(*), max(loaded_at), max(undone_at) FROM loads").fetchone())
 
     def rejects(self, **filters: Any) -> pd.DataFrame:
         if not (self.store.engine == "spark" and "rejects" in self.store.con.list_tables()):  # lake loads keep them
