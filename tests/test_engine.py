@@ -118,3 +118,18 @@ def test_to_pandas_takes_arrow_for_nullable_plain_columns_only():
     through_objects = {name for name, col in zip(arrow.column_names, arrow.columns) if _engine._as_objects(col)}
     # nested (with or without nulls) and all-null columns as Ibis does; nullable plain types through Arrow
     assert through_objects == {"arr", "st", "all_null"}
+
+
+def test_running_out_of_memory_names_the_setting_to_raise():
+    from userstrata.errors import OutOfMemoryError
+
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET memory_limit = '20MB'")
+    con.raw_sql("SET temp_directory = ''")  # no spilling: 3M groups cannot fit in 20MB
+    expr = con.sql("SELECT i % 3000000 AS k, count(*) AS n FROM range(6000000) t(i) GROUP BY k")
+    for fetch in (_engine.to_pandas, _engine.to_arrow):
+        with pytest.raises(OutOfMemoryError) as caught:
+            fetch(con, expr)
+        assert "limit of 19.0 MiB" in str(caught.value)  # DuckDB writes 20MB as 19.0 MiB
+        assert "memory_limit" in caught.value.hint and "memory_limit" in caught.value.hint_text("zh")
+        assert "内存不足" in caught.value.text("zh")

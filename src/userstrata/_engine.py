@@ -9,6 +9,7 @@ docs/engines.md; ``pytest -m spark`` compares the results on both engines.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 from pathlib import Path
@@ -19,7 +20,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from userstrata.errors import InputError
+from userstrata.errors import InputError, OutOfMemoryError
 
 DEFAULT_WORKSPACE = "userstrata.duckdb"
 
@@ -58,8 +59,27 @@ def to_arrow(con: ibis.BaseBackend, expr: ir.Table) -> Any:
     from ibis.backends.duckdb.converter import DuckDBPyArrowData  # noqa: PLC0415
 
     con._run_pre_execute_hooks(expr)  # registers the expression's memtables, as Ibis's own path does
-    table = con.con.execute(compile_sql(con, expr)).to_arrow_table()
+    with _memory_limit_named(con):
+        table = con.con.execute(compile_sql(con, expr)).to_arrow_table()
     return expr.__pyarrow_result__(table, data_mapper=DuckDBPyArrowData)
+
+
+@contextlib.contextmanager
+def _memory_limit_named(con: ibis.BaseBackend):
+    """DuckDB's out-of-memory error as one that names the setting to raise (a query past about
+    5M users can need more than the default limit: docs/engines.md "Memory")."""
+    import duckdb  # noqa: PLC0415
+
+    try:
+        yield
+    except duckdb.OutOfMemoryException as err:
+        limit = con.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        raise OutOfMemoryError(
+            f"DuckDB ran out of memory within its limit of {limit} ({str(err).splitlines()[0]})",
+            hint='raise [engine] memory_limit in userstrata.toml, e.g. memory_limit = "4GB" (docs/engines.md "Memory")',
+            zh=f"DuckDB 在内存上限 {limit} 内内存不足",
+            hint_zh='请在 userstrata.toml 的 [engine] 中调高 memory_limit，例如 memory_limit = "4GB"（见 docs/engines.md 的 Memory 一节）',
+        ) from err
 
 
 def _as_objects(col: Any) -> bool:
@@ -89,7 +109,8 @@ def to_pandas(con: ibis.BaseBackend, expr: ir.Expr) -> Any:
 
     table = expr.as_table()
     con._run_pre_execute_hooks(table)
-    arrow = con.con.execute(compile_sql(con, table)).to_arrow_table()
+    with _memory_limit_named(con):
+        arrow = con.con.execute(compile_sql(con, table)).to_arrow_table()
     frame = pd.DataFrame({
         name: col.to_pylist() if _as_objects(col) else col.to_pandas()
         for name, col in zip(arrow.column_names, arrow.columns)

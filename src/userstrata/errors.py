@@ -32,6 +32,12 @@ class NotFoundError(UserstrataError):
     code = "not_found"
 
 
+class OutOfMemoryError(UserstrataError):
+    """The engine ran out of memory within its limit: ``[engine] memory_limit`` is the remedy."""
+
+    code = "out_of_memory"
+
+
 class NotFittedError(UserstrataError, AttributeError):
     code = "not_fitted"
 

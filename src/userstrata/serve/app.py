@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from userstrata import __version__, export
-from userstrata.errors import InputError, NotFittedError, NotFoundError, UserstrataError
+from userstrata.errors import InputError, NotFittedError, NotFoundError, OutOfMemoryError, UserstrataError
 from userstrata.serve import realtime
 from userstrata.serve.dashboard import dashboard_router
 from userstrata.serve.tokens import Token, verify_token
@@ -45,7 +45,8 @@ from userstrata.workspace import Workspace
 __all__ = ["create_app"]
 
 log = logging.getLogger("userstrata.serve")
-_STATUS = {InputError: 422, NotFoundError: 404, NotFittedError: 409}
+# out of memory: the server's [engine] memory_limit, not the request, is at fault
+_STATUS = {InputError: 422, NotFoundError: 404, NotFittedError: 409, OutOfMemoryError: 503}
 MAX_PAGE = 1_000
 MAX_BATCH = 10_000  # rows per POST
 MAX_BODY = 8 * 1024 * 1024  # bytes per request
