@@ -58,10 +58,14 @@ def to_arrow(con: ibis.BaseBackend, expr: ir.Table) -> Any:
         return con.to_pyarrow(expr)
     from ibis.backends.duckdb.converter import DuckDBPyArrowData  # noqa: PLC0415
 
+    return expr.__pyarrow_result__(_duckdb_arrow(con, expr), data_mapper=DuckDBPyArrowData)
+
+
+def _duckdb_arrow(con: ibis.BaseBackend, expr: ir.Expr) -> Any:
+    """DuckDB's Arrow result of ``expr``, run on a cursor (both fetches above and below)."""
     con._run_pre_execute_hooks(expr)  # registers the expression's memtables, as Ibis's own path does
     with _memory_limit_named(con):
-        table = con.con.execute(compile_sql(con, expr)).to_arrow_table()
-    return expr.__pyarrow_result__(table, data_mapper=DuckDBPyArrowData)
+        return con.con.execute(compile_sql(con, expr)).to_arrow_table()
 
 
 @contextlib.contextmanager
@@ -108,9 +112,7 @@ def to_pandas(con: ibis.BaseBackend, expr: ir.Expr) -> Any:
     from ibis.backends.duckdb.converter import DuckDBPandasData  # noqa: PLC0415
 
     table = expr.as_table()
-    con._run_pre_execute_hooks(table)
-    with _memory_limit_named(con):
-        arrow = con.con.execute(compile_sql(con, table)).to_arrow_table()
+    arrow = _duckdb_arrow(con, table)
     frame = pd.DataFrame({
         name: col.to_pylist() if _as_objects(col) else col.to_pandas()
         for name, col in zip(arrow.column_names, arrow.columns)
