@@ -133,3 +133,28 @@ def test_running_out_of_memory_names_the_setting_to_raise():
         assert "limit of 19.0 MiB" in str(caught.value)  # DuckDB writes 20MB as 19.0 MiB
         assert "memory_limit" in caught.value.hint and "memory_limit" in caught.value.hint_text("zh")
         assert "内存不足" in caught.value.text("zh")
+
+
+def test_ctes_that_only_filter_are_read_again_and_aggregating_ones_left_to_duckdb():
+    import sqlglot
+
+    con = ibis.duckdb.connect()
+    con.raw_sql("CREATE TABLE t AS SELECT i AS id, i % 7 AS k, 'e' || i AS s FROM range(1000) r(i)")
+    t = con.table("t")
+    # a filtered stream used twice (as the funnel's events are), and a per-key count used twice
+    stream = ibis.union(t.filter(t.k < 3).select("id", "k", "s"), t.filter(t.k == 6).select("id", "k", "s"))
+    per_key = t.group_by("k").aggregate(n=t.count())
+    expr = ibis.union(stream.filter(stream.k == 0).select("id", "k"), stream.filter(stream.k > 1).select("id", "k"))
+    again = per_key.select(k2="k", n2="n")
+    expr = expr.join(per_key, "k")
+    expr = expr.join(again, expr.k == again.k2)
+    expr = expr.select("id", "k", "n", "n2").order_by("id")
+    sql = _engine.compile_sql(con, expr)
+    ctes = {cte.this.find(sqlglot.exp.AggFunc) is not None: cte.args.get("materialized")
+            for cte in sqlglot.parse_one(sql, read="duckdb").find_all(sqlglot.exp.CTE)}
+    assert ctes == {False: False, True: None}  # NOT MATERIALIZED for the plain one only
+    rows = con.con.execute(sql).fetchall()
+    assert rows == con.con.execute(con.compile(expr)).fetchall()
+    # by hand: ids with k == 0 or k == 2 or k == 6, each with its key's count (143 or 142 of 1,000)
+    expected = [(i, i % 7, 143 if i % 7 < 6 else 142) for i in range(1000) if i % 7 in (0, 2, 6)]
+    assert [(r[0], r[1], r[2]) for r in rows] == expected and all(r[2] == r[3] for r in rows)

@@ -101,3 +101,37 @@ def test_the_identity_map_is_stitched_once_until_a_load_or_unload_changes_the_da
         after = ws.identities()
         assert len(calls) == 3 and "wx2" not in set(after.mapping["external_id"])
         assert ws.identities(max_links=1) is not after  # another cap is another map
+
+
+def test_no_query_keeps_a_plain_sub_plan_in_memory(ws, monkeypatch):
+    # DuckDB materializes a CTE or a repeated sub-plan, and at 10M users the KPIs and the funnel
+    # ran out of the 1GB limit that way: sub-plans that only scan and filter are read again where
+    # used instead. CTEs that aggregate stay DuckDB's choice (recomputing them costs more).
+    import re
+
+    import sqlglot
+
+    from userstrata import _engine
+
+    sqls = []
+    compile_sql = _engine.compile_sql
+    monkeypatch.setattr(_engine, "compile_sql", lambda con, expr: sqls.append(compile_sql(con, expr)) or sqls[-1])
+    ws.kpis(dt.date(1997, 1, 1), dt.date(1997, 3, 31), grain="month")
+    ws.funnel(["purchase", "purchase"], dt.date(1997, 1, 1), dt.date(1997, 3, 31))
+    duck = ws.store.con.con
+
+    def plain_kept(sql: str) -> list[str]:
+        """The CTEs DuckDB's plan materializes whose body has no aggregate (by hand: sqlglot)."""
+        aggregating = {cte.alias for cte in sqlglot.parse_one(sql, read="duckdb").find_all(sqlglot.exp.CTE)
+                       if cte.this.find(sqlglot.exp.AggFunc, sqlglot.exp.Distinct) is not None}
+        plan = duck.execute("EXPLAIN " + sql).fetchall()[0][1]
+        return [name for name in re.findall(r"CTE Name: *(\S+)", plan) if name not in aggregating]
+
+    assert len(sqls) > 8 and not any(plain_kept(sql) for sql in sqls)
+    # DuckDB's defaults keep some: the check above can see them
+    default = duck.execute("SELECT current_setting('disabled_optimizers')").fetchone()[0]
+    duck.execute("SET disabled_optimizers = ''")
+    try:
+        assert any(plain_kept(sql.replace("AS NOT MATERIALIZED (", "AS (")) for sql in sqls)
+    finally:
+        duck.execute(f"SET disabled_optimizers = '{default}'")
