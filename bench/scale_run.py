@@ -213,7 +213,10 @@ def _write(ws, expr, path: Path) -> int:
         frame.write.parquet(str(path))
         session = SparkSession.getActiveSession()
         return int(session.read.parquet(str(path)).count())
-    ws.store.con.to_parquet(expr, path)
+    # the SQL the workspace runs (userstrata._engine.compile_sql), as the CLI and the report get it
+    from userstrata import _engine  # noqa: PLC0415
+
+    ws.store.con.con.execute(f"COPY ({_engine.compile_sql(ws.store.con, expr)}) TO '{path}' (FORMAT parquet)")
     import duckdb  # noqa: PLC0415
 
     return int(duckdb.sql(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0])

@@ -47,8 +47,8 @@ def connect(target: Any = None) -> tuple[ibis.BaseBackend, str]:
     con.raw_sql("SET TimeZone = 'UTC'")
     # DuckDB materializes a sub-plan found twice in a query: at 10M users the KPIs' paid orders
     # (read by the activity and by the first purchases) ran out of the 1GB limit that way;
-    # without it that query runs in 54 s at 1.3 GB. The 300k profile is ~5% slower without
-    # it (BENCHMARKS.md "Scale run"). Ibis's own CTEs: compile_sql.
+    # without it that query runs in 54 s at 1.3 GB. The profile's plan is the same either way
+    # (BENCHMARKS.md "Scale run"). Ibis's own CTEs: compile_sql.
     con.raw_sql("SET disabled_optimizers = 'common_subplan'")
     return con, "duckdb"
 
