@@ -75,8 +75,8 @@ def _duckdb_arrow(con: ibis.BaseBackend, expr: ir.Expr) -> Any:
 
 @contextlib.contextmanager
 def _memory_limit_named(con: ibis.BaseBackend):
-    """DuckDB's out-of-memory error as one that names the setting to raise (a query past about
-    5M users can need more than the default limit: docs/engines.md "Memory")."""
+    """DuckDB's out-of-memory error as one that names the setting to raise (docs/engines.md
+    "Memory")."""
     import duckdb  # noqa: PLC0415
 
     try:
@@ -159,10 +159,10 @@ def _inline_plain_ctes(query: Any) -> None:
 
     Ibis names a sub-expression used twice as a CTE, and DuckDB (1.4 on) materializes such a
     CTE: at 10M users the funnel's stream of events and the KPIs' paid orders (tens of millions
-    of rows each) ran out of the 1GB limit that way. Read again where
-    used instead, each use gets its own filters pushed into the scan: the 300k-user funnel runs
-    in 0.9 s within 60 MB, where materialized it failed after 2.2 s. CTEs that aggregate, join
-    or rank are left to DuckDB, as recomputing them can cost more than keeping them."""
+    of rows each) ran out of the 1GB limit that way. Read again where used instead, each use
+    gets its own filters pushed into the scan: the 300k-user funnel runs in 0.9 s within 60 MB,
+    where materialized it failed after 2.2 s. CTEs that aggregate, join or rank are left to
+    DuckDB, as recomputing them can cost more than keeping them."""
     from sqlglot import exp  # noqa: PLC0415
 
     costly = (exp.AggFunc, exp.Window, exp.Join, exp.Group, exp.Distinct, exp.Order)
